@@ -1,0 +1,239 @@
+"""Typed models of what Clockify sends: time entries and approval requests.
+
+Both payload generations are accepted: older ones carry top-level ``taskId``/``tagIds``, newer
+ones ``task``/``tags`` objects. Durations arrive as ISO-8601 (``PT1H30M``) from webhooks and as
+seconds from some REST reads; both parse. Descriptions arrive HTML-escaped and are decoded once
+here, so every target shows what the person typed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+TIME_ENTRY_EVENTS = frozenset(
+    {
+        "NEW_TIME_ENTRY",
+        "TIME_ENTRY_UPDATED",
+        "TIME_ENTRY_DELETED",
+        "NEW_TIMER_STARTED",
+        "TIMER_STOPPED",
+        "TIME_ENTRY_RESTORED",
+        "TIME_ENTRY_SPLIT",
+    }
+)
+APPROVAL_EVENTS = frozenset({"NEW_APPROVAL_REQUEST", "APPROVAL_REQUEST_STATUS_UPDATED"})
+ROUTED_EVENTS = TIME_ENTRY_EVENTS | APPROVAL_EVENTS
+# Every event type Clockify's webhook API can send (clockify-api.txt, "Create webhooks"). Known
+# types the relay does not route are answered 200 "ignored" so Clockify does not retry them.
+KNOWN_EVENTS = ROUTED_EVENTS | frozenset(
+    """NEW_PROJECT NEW_TASK NEW_CLIENT NEW_TAG USER_DELETED_FROM_WORKSPACE USER_JOINED_WORKSPACE
+    USER_DEACTIVATED_ON_WORKSPACE USER_ACTIVATED_ON_WORKSPACE USER_EMAIL_CHANGED USER_UPDATED
+    NEW_INVOICE INVOICE_UPDATED TIME_OFF_REQUESTED TIME_OFF_REQUEST_UPDATED
+    TIME_OFF_REQUEST_APPROVED TIME_OFF_REQUEST_REJECTED TIME_OFF_REQUEST_WITHDRAWN BALANCE_UPDATED
+    TAG_UPDATED TAG_DELETED TASK_UPDATED CLIENT_UPDATED TASK_DELETED CLIENT_DELETED
+    EXPENSE_RESTORED ASSIGNMENT_CREATED ASSIGNMENT_DELETED ASSIGNMENT_PUBLISHED ASSIGNMENT_UPDATED
+    EXPENSE_CREATED EXPENSE_DELETED EXPENSE_UPDATED PROJECT_UPDATED PROJECT_DELETED
+    USER_GROUP_CREATED USER_GROUP_UPDATED USER_GROUP_DELETED USERS_INVITED_TO_WORKSPACE
+    LIMITED_USERS_ADDED_TO_WORKSPACE COST_RATE_UPDATED BILLABLE_RATE_UPDATED""".split()
+)
+APPROVAL_STATES = frozenset(
+    {"PENDING", "APPROVED", "REJECTED", "WITHDRAWN_SUBMISSION", "WITHDRAWN_APPROVAL"}
+)
+
+
+class PayloadError(ValueError):
+    """A webhook body that is not a usable Clockify payload (answered 400, never queued)."""
+
+
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(value: object) -> timedelta | None:
+    """Parse a Clockify duration: ISO-8601 (``PT1H30M``, ``PT0S``), seconds, or None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise PayloadError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _ISO_DURATION.match(value.strip())
+        if match and value.strip() not in ("P", "PT"):
+            parts = {k: float(v) for k, v in match.groupdict().items() if v}
+            return timedelta(
+                days=parts.get("days", 0),
+                hours=parts.get("hours", 0),
+                minutes=parts.get("minutes", 0),
+                seconds=parts.get("seconds", 0),
+            )
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            pass
+    raise PayloadError(f"invalid duration {value!r}")
+
+
+def parse_instant(value: object) -> datetime | None:
+    """Parse a UTC timestamp such as ``2026-08-07T22:40:00Z`` into an aware datetime."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"invalid timestamp {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PayloadError(f"invalid timestamp {value!r}") from None
+    if parsed.tzinfo is None:
+        raise PayloadError(f"timestamp without offset {value!r}")
+    return parsed
+
+
+def decode_description(value: object) -> str:
+    """Undo Clockify's HTML escaping once (``&lt;b&gt;`` → ``<b>``, ``&amp;amp;`` → ``&amp;``)."""
+    if not isinstance(value, str):
+        return ""
+    return html.unescape(value)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _object(payload: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = payload.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class TimeEntry:
+    """A Clockify time entry as the relay needs it."""
+
+    id: str
+    workspace_id: str
+    user_id: str
+    description: str
+    project_id: str | None
+    task_id: str | None
+    tag_ids: tuple[str, ...]
+    billable: bool
+    type: str
+    is_locked: bool
+    start: datetime
+    end: datetime | None
+    duration: timedelta | None
+    time_zone: str | None
+    user_name: str | None = None
+    project_name: str | None = None
+    task_name: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """A running timer has no end yet; it is not booked until it stops."""
+        return self.end is None
+
+    @property
+    def is_break(self) -> bool:
+        return self.type == "BREAK"
+
+    @property
+    def seconds(self) -> int:
+        """Booked length in whole seconds (end − start, else the stated duration)."""
+        if self.end is not None:
+            return max(0, int((self.end - self.start).total_seconds()))
+        return int(self.duration.total_seconds()) if self.duration else 0
+
+
+def parse_time_entry(payload: Mapping[str, Any]) -> TimeEntry:
+    """Build a :class:`TimeEntry` from a webhook body or a REST response (either generation)."""
+    entry_id = _str_or_none(payload.get("id"))
+    if entry_id is None:
+        raise PayloadError("time entry without id")
+    interval = _object(payload, "timeInterval")
+    start = parse_instant(interval.get("start"))
+    if start is None:
+        raise PayloadError(f"time entry {entry_id} has no timeInterval.start")
+    end = parse_instant(interval.get("end"))
+    duration = parse_duration(interval.get("duration"))
+    task = _object(payload, "task")
+    project = _object(payload, "project")
+    user = _object(payload, "user")
+    tags = payload.get("tags")
+    if isinstance(tags, list) and tags:
+        tag_ids = tuple(str(t["id"]) for t in tags if isinstance(t, Mapping) and t.get("id"))
+    else:
+        raw_ids = payload.get("tagIds")
+        tag_ids = tuple(str(t) for t in raw_ids) if isinstance(raw_ids, list) else ()
+    return TimeEntry(
+        id=entry_id,
+        workspace_id=str(payload.get("workspaceId") or ""),
+        user_id=str(payload.get("userId") or user.get("id") or ""),
+        description=decode_description(payload.get("description")),
+        project_id=_str_or_none(payload.get("projectId")) or _str_or_none(project.get("id")),
+        task_id=_str_or_none(payload.get("taskId")) or _str_or_none(task.get("id")),
+        tag_ids=tag_ids,
+        billable=bool(payload.get("billable", False)),
+        type=str(payload.get("type") or "REGULAR"),
+        is_locked=bool(payload.get("isLocked", False)),
+        start=start,
+        end=end,
+        duration=duration,
+        time_zone=_str_or_none(interval.get("timeZone")),
+        user_name=_str_or_none(user.get("name")),
+        project_name=_str_or_none(project.get("name")),
+        task_name=_str_or_none(task.get("name")),
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A Clockify approval request (NEW_APPROVAL_REQUEST, APPROVAL_REQUEST_STATUS_UPDATED)."""
+
+    id: str
+    workspace_id: str
+    owner_user_id: str
+    owner_name: str | None
+    owner_time_zone: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    state: str
+    note: str
+    updated_at: datetime | None
+    updated_by: str | None
+    creator_email: str | None
+
+
+def parse_approval(payload: Mapping[str, Any]) -> ApprovalRequest:
+    """Build an :class:`ApprovalRequest` from a webhook body."""
+    request_id = _str_or_none(payload.get("id"))
+    if request_id is None:
+        raise PayloadError("approval request without id")
+    owner = _object(payload, "owner")
+    status = _object(payload, "status")
+    date_range = _object(payload, "dateRange")
+    creator = _object(payload, "creator")
+    state = str(status.get("state") or "PENDING")
+    if state not in APPROVAL_STATES:
+        raise PayloadError(f"approval request {request_id} has unknown state {state!r}")
+    return ApprovalRequest(
+        id=request_id,
+        workspace_id=str(payload.get("workspaceId") or ""),
+        owner_user_id=str(owner.get("userId") or ""),
+        owner_name=_str_or_none(owner.get("userName")),
+        owner_time_zone=_str_or_none(owner.get("timeZone")) or _str_or_none(owner.get("timezone")),
+        period_start=parse_instant(date_range.get("start")),
+        period_end=parse_instant(date_range.get("end")),
+        state=state,
+        note=decode_description(status.get("note")),
+        updated_at=parse_instant(status.get("updatedAt")),
+        updated_by=_str_or_none(status.get("updatedBy")),
+        creator_email=_str_or_none(creator.get("userEmail")),
+    )

@@ -1,0 +1,76 @@
+"""What the delivery engine needs from a target: the :class:`Connector` contract.
+
+The engine owns ordering, locks, the ID map, retries and the dead-letter queue. A connector owns
+only two things: a pure mapping from a Clockify entry to the target's records (:meth:`bookings`)
+and the HTTP calls that write them (:meth:`create`, :meth:`update`, :meth:`delete`).
+
+A target that books one record per entry returns one :class:`Booking` with ``key=""``; a target
+that books per local day (Blikk) returns one per day keyed ``YYYY-MM-DD``. The engine keeps the
+ID map per key and reconciles: update keys that stay, create new keys, delete keys that went.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import redis
+
+from clockify_relay.clockify.models import TimeEntry
+from clockify_relay.settings import Settings
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One record a target should hold for an entry, in the target's own payload format."""
+
+    key: str
+    payload: Mapping[str, Any]
+
+
+class Connector(ABC):
+    """A delivery target. Instances live for a worker process; methods are called under the
+    engine's per-(target, entry) lock and may raise only :mod:`clockify_relay.errors` types."""
+
+    name: ClassVar[str]
+    # True when a create whose outcome is unknown can be found again on the target (find()).
+    searchable: ClassVar[bool] = False
+
+    def __init__(
+        self, settings: Settings, section: Mapping[str, Any], redis_client: redis.Redis
+    ) -> None:
+        self.settings = settings
+        self.section = section
+        self.redis = redis_client
+
+    @abstractmethod
+    def bookings(self, entry: TimeEntry) -> list[Booking]:
+        """The records this entry should be on the target (pure; ConfigurationError if unmapped).
+
+        An empty list means "nothing to book" (e.g. a zero-length entry)."""
+
+    @abstractmethod
+    def create(self, entry: TimeEntry, booking: Booking) -> str:
+        """Create the record; return its remote id."""
+
+    @abstractmethod
+    def update(self, entry: TimeEntry, remote_id: str, booking: Booking) -> str:
+        """Update the record; return its id (a new one if the target had lost it and it was
+        re-created)."""
+
+    @abstractmethod
+    def delete(self, entry: TimeEntry, remote_id: str) -> None:
+        """Delete the record; a record the target no longer has counts as deleted."""
+
+    def find(self, entry: TimeEntry, booking: Booking) -> str | None:
+        """Find a record an earlier, interrupted create may have made (only if ``searchable``)."""
+        raise NotImplementedError
+
+    def probe(self) -> str:
+        """Check credentials and reachability; return a one-line description for ``check``."""
+        return "no probe"
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,86 @@
+"""Redis connections and the key layout. Every key lives under one prefix (default ``relay:``)
+so tests and tenants can share a Redis server."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+from clockify_relay.settings import Settings
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Keys:
+    """Names of every Redis key the relay writes, under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def sequence(self, workspace_id: str, entity_id: str) -> str:
+        """Per-entry arrival counter (INCR)."""
+        return f"{self.prefix}seq:{workspace_id}:{entity_id}"
+
+    def dedup(self, workspace_id: str, event_type: str, entity_id: str) -> str:
+        """Digest + event id of the last accepted body of this entry and event type."""
+        return f"{self.prefix}dedup:{workspace_id}:{event_type}:{entity_id}"
+
+    def trace(self, event_id: str) -> str:
+        """List of trace records of one event (JSON each)."""
+        return f"{self.prefix}trace:{event_id}"
+
+    def event(self, event_id: str) -> str:
+        """The stored envelope of one event (for ``events show`` and replays)."""
+        return f"{self.prefix}event:{event_id}"
+
+    def entry_state(self, target: str, entry_id: str) -> str:
+        """Hash: ID map, last applied sequence, tombstone, pending create, booked owner."""
+        return f"{self.prefix}state:{target}:{entry_id}"
+
+    def lock(self, target: str, entry_id: str) -> str:
+        return f"{self.prefix}lock:{target}:{entry_id}"
+
+    @property
+    def dlq(self) -> str:
+        """Hash: dead-letter id → JSON record."""
+        return f"{self.prefix}dlq"
+
+    @property
+    def dlq_index(self) -> str:
+        """Sorted set: dead-letter id by last failure time."""
+        return f"{self.prefix}dlq:index"
+
+    @property
+    def parked(self) -> str:
+        """Sorted set of deliveries waiting longer than a Celery countdown may (score = due)."""
+        return f"{self.prefix}parked"
+
+    def ratelimit(self, scope: str) -> str:
+        return f"{self.prefix}ratelimit:{scope}"
+
+    def cache(self, name: str) -> str:
+        return f"{self.prefix}cache:{name}"
+
+
+def redis_url(settings: Settings) -> str:
+    return settings.redis_url or DEFAULT_REDIS_URL
+
+
+def sync_client(settings: Settings) -> redis.Redis:
+    """A blocking client for workers and the CLI."""
+    return redis.Redis.from_url(
+        redis_url(settings),
+        socket_connect_timeout=settings.redis_timeout,
+        socket_timeout=max(settings.redis_timeout, 5.0),
+        health_check_interval=30,
+    )
+
+
+def async_client(settings: Settings) -> aioredis.Redis:
+    """A non-blocking client for the receiver; every call fails within ``redis_timeout``."""
+    return aioredis.Redis.from_url(
+        redis_url(settings),
+        socket_connect_timeout=settings.redis_timeout,
+        socket_timeout=settings.redis_timeout,
+        max_connections=200,
+    )
