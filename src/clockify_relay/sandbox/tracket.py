@@ -1,0 +1,26 @@
+"""Fake of the Tracket API (placeholder: routes follow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from clockify_relay.sandbox.core import FakeTarget
+
+
+class TracketFake(FakeTarget):
+    """Fake Tracket API."""
+
+    name = "tracket"
+
+    def routes(self) -> list[BaseRoute]:
+        """Routes of the fake."""
+        return []
+
+    def state(self) -> dict[str, Any]:
+        """State of the fake."""
+        return {}
+
+    def reset(self) -> None:
+        """Forget everything."""
