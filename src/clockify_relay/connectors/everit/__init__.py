@@ -1,0 +1,1 @@
+"""Everit Timetracker target: config.py (TOML section), mapping.py (pure), client.py (HTTP)."""
