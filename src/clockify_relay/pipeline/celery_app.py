@@ -1,0 +1,51 @@
+"""The Celery app, configured for at-least-once delivery on Redis (ARCHITECTURE §3).
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acked only after its task
+  returns, so a killed worker's message is delivered again.
+- prefetch 1: a worker holds at most one unacked message per process.
+- ``visibility_timeout`` modest (default 10 min) and every Celery countdown well below it
+  (``RetryPolicy.max_countdown``); longer waits are parked in a Redis sorted set.
+- publishing retries briefly and then fails, so callers learn fast that Redis is gone.
+- every key under the relay's prefix (``global_keyprefix``), so tenants and tests share a Redis.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from clockify_relay.pipeline.messages import QUEUE
+from clockify_relay.redis_conn import redis_url
+from clockify_relay.settings import Settings, load_settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for these settings."""
+    app = Celery("clockify_relay", broker=redis_url(settings), include=["clockify_relay.pipeline.tasks"])
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={
+            "global_keyprefix": settings.key_prefix,
+            "visibility_timeout": settings.visibility_timeout,
+        },
+        broker_connection_retry_on_startup=True,
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 3,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        enable_utc=True,
+    )
+    return app
+
+
+app = make_celery(load_settings())

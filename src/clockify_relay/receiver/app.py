@@ -1,0 +1,170 @@
+"""The Starlette receiver: Clockify webhooks in, durable Celery messages out.
+
+Answers (always JSON; every 4xx carries an ``error`` message):
+
+- 202 ``queued``     the Celery message is in Redis (and fsynced where AOF ``always`` is on)
+- 200 ``duplicate``  byte-identical to the last accepted body of this entry and event type
+- 200 ``ignored``    a verified event type the relay does not route (so Clockify stops retrying)
+- 400 bad JSON / not an object / no event-type header / no ``id``; 401 bad or missing token;
+  405 wrong method; 413 body over the limit; 503 + Retry-After when Redis cannot be reached
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from clockify_relay.clockify.models import ROUTED_EVENTS
+from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
+from clockify_relay.receiver.ingest import Ingestor
+from clockify_relay.redis_conn import async_client
+from clockify_relay.settings import Settings, load_settings
+
+log = logging.getLogger("clockify_relay.receiver")
+RETRY_AFTER_SECONDS = "5"
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the configured limit."""
+
+
+def json_response(status: int, content: Mapping[str, Any], headers: dict[str, str] | None = None) -> Response:
+    """A JSON response serialised with orjson (the receiver's hot path)."""
+    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response(status, {"error": message}, headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the body, stopping as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Receiver:
+    """The webhook endpoint and health checks, with their shared state."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        self.verifier = WebhookVerifier(settings)
+        self.ingestor = Ingestor(settings, client)
+
+    async def webhook(self, request: Request) -> Response:
+        """POST /webhooks/clockify."""
+        headers = request.headers
+        event_type = headers.get("clockify-webhook-event-type", "").strip()
+        try:
+            raw = await read_body(request, self.settings.max_body_bytes)
+        except BodyTooLarge:
+            return error(413, f"body is larger than {self.settings.max_body_bytes} bytes")
+        if not event_type:
+            return error(400, "missing Clockify-Webhook-Event-Type header")
+        try:
+            verified = self.verifier.verify(headers.get("clockify-signature"), event_type, None)
+        except VerificationError as exc:
+            return error(401, str(exc))
+        if event_type not in ROUTED_EVENTS:
+            return json_response(
+                200, {"status": "ignored", "event_type": event_type,
+                      "reason": "the relay does not route this event type"}
+            )
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return error(400, "body is not valid JSON")
+        if not isinstance(payload, dict):
+            return error(400, "body must be a JSON object")
+        entity_id = payload.get("id")
+        if not isinstance(entity_id, str) or not entity_id:
+            return error(400, f"{event_type} payload has no id")
+        workspace_id = payload.get("workspaceId")
+        workspace_id = workspace_id if isinstance(workspace_id, str) else ""
+        try:
+            self.verifier.check_workspace(verified, workspace_id)
+        except VerificationError as exc:
+            return error(401, str(exc))
+        try:
+            result = await self.ingestor.ingest(event_type, workspace_id, entity_id, raw)
+        except (RedisError, OSError) as exc:
+            # Not queued: never 2xx. Clockify retries non-2xx answers.
+            log.warning("queue unavailable, answered 503: %s", type(exc).__name__)
+            return error(503, "queue unavailable, retry later", {"Retry-After": RETRY_AFTER_SECONDS})
+        if result.queued:
+            return json_response(202, {"status": "queued", "event_id": result.event_id,
+                                       "sequence": result.sequence})
+        return json_response(200, {"status": "duplicate", "event_id": result.event_id})
+
+    async def healthz(self, request: Request) -> Response:
+        """Alive: the process answers."""
+        return json_response(200, {"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready: Redis answers within the configured timeout."""
+        try:
+            await self.client.ping()
+        except (RedisError, OSError):
+            return error(503, "redis unreachable", {"Retry-After": RETRY_AFTER_SECONDS})
+        return json_response(200, {"status": "ready"})
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/webhooks/clockify", self.webhook, methods=["POST"]),
+            # Clockify users paste URLs with a trailing slash on the host: tolerate "//".
+            Route("//webhooks/clockify", self.webhook, methods=["POST"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+        ]
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, as JSON with an ``error`` message."""
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail, dict(exc.headers or {}))
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the receiver ASGI app (settings read from the environment when not given)."""
+    settings = settings or load_settings()
+    client = async_client(settings)
+    receiver = Receiver(settings, client)
+    routes = receiver.routes()
+    try:
+        from clockify_relay.receiver.admin import admin_routes
+    except ImportError:  # pragma: no cover - the admin API ships with the delivery engine
+        pass
+    else:
+        routes += admin_routes(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not receiver.verifier.configured:
+            log.error("no webhook verification configured: every webhook will be refused (401)")
+        yield
+        await client.aclose()
+
+    return Starlette(
+        routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan
+    )
