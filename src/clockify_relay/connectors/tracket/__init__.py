@@ -1,0 +1,1 @@
+"""Tracket target: config.py (TOML section), mapping.py (pure), client.py (HTTP)."""

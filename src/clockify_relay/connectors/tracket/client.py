@@ -1,0 +1,158 @@
+"""Tracket connector: the HTTP client for Tracket's worklogs API and the
+:class:`TracketConnector` the delivery engine calls.
+
+The status → error mapping is the shared one (:mod:`clockify_relay.connectors.http`): 4xx
+permanent, 429/5xx and network failures transient. Two 404s are read here instead: a PUT to a
+worklog Tracket no longer has re-creates it, and a DELETE of one counts as done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import redis
+
+from clockify_relay.clockify.models import TimeEntry
+from clockify_relay.connectors.base import Booking, Connector
+from clockify_relay.connectors.http import BaseClient, excerpt
+from clockify_relay.connectors.tracket.config import TracketConfig, parse_config
+from clockify_relay.connectors.tracket.mapping import worklog
+from clockify_relay.errors import PermanentError, UnknownOutcomeError
+from clockify_relay.settings import Settings
+from clockify_relay.timeutil import owner_zone
+
+NOT_FOUND = frozenset({404})
+# Asked for by probe(): an id no worklog has, so a 404 proves the token was accepted.
+PROBE_ID = "clockify-relay-probe"
+
+_STATUS_MEANING = {
+    401: "401 Unauthorized: Tracket refused the token (check TRACKET_TOKEN, auth_header, "
+    "auth_scheme)",
+    403: "403 Forbidden: the Tracket token may not do this",
+}
+
+
+def _json_object(response: httpx.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, Mapping) else {}
+
+
+def _path(worklog_id: str) -> str:
+    # Tracket ids are opaque strings: quote them so a '/' or '?' cannot change the URL.
+    return f"/worklogs/{quote(worklog_id, safe='')}"
+
+
+class TracketClient(BaseClient):
+    """HTTP client for Tracket's ``/worklogs`` endpoints; raises only relay error types."""
+
+    target = "tracket"
+
+    def __init__(
+        self, config: TracketConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        super().__init__(
+            config.base_url,
+            headers={config.auth_header: config.auth_value(), "accept": "application/json"},
+            timeout=config.timeout,
+            transport=transport,
+        )
+
+    def describe_error(self, response: httpx.Response) -> str:
+        """Tracket's refusal in words: a known status meaning, else its ``message`` field."""
+        status = response.status_code
+        if status in _STATUS_MEANING:
+            return _STATUS_MEANING[status]
+        message = _json_object(response).get("message")
+        if isinstance(message, str) and message:
+            return f"tracket answered {status}: {excerpt(message, 200)}"
+        return super().describe_error(response)
+
+    def _created_id(self, method: str, path: str, response: httpx.Response) -> str:
+        worklog_id = _json_object(response).get("worklogId")
+        valid = isinstance(worklog_id, str | int) and not isinstance(worklog_id, bool)
+        if not valid or worklog_id == "":
+            # 2xx without an id: the worklog probably exists but cannot be named; the engine
+            # must not retry blindly (Tracket is not searched for the relay's records).
+            raise UnknownOutcomeError(
+                f"tracket: {method} {path} succeeded without a worklogId; check Tracket before "
+                "replaying",
+                status=response.status_code,
+                response_excerpt=excerpt(response.text),
+            )
+        return str(worklog_id)
+
+    def create_worklog(self, payload: Mapping[str, Any]) -> str:
+        """POST /worklogs; return the new ``worklogId``."""
+        response = self.request("POST", "/worklogs", json=dict(payload))
+        return self._created_id("POST", "/worklogs", response)
+
+    def update_worklog(self, worklog_id: str, payload: Mapping[str, Any]) -> bool:
+        """PUT /worklogs/{id}; True if updated, False if Tracket does not have the worklog."""
+        response = self.request(
+            "PUT", _path(worklog_id), json=dict(payload), allow_statuses=NOT_FOUND
+        )
+        return response.status_code != 404
+
+    def delete_worklog(self, worklog_id: str) -> bool:
+        """DELETE /worklogs/{id}; True if deleted, False if Tracket no longer had it."""
+        response = self.request("DELETE", _path(worklog_id), allow_statuses=NOT_FOUND)
+        return response.status_code != 404
+
+    def get_worklog(self, worklog_id: str) -> Mapping[str, Any] | None:
+        """GET /worklogs/{id}; the worklog, or None if Tracket does not have it."""
+        response = self.request("GET", _path(worklog_id), allow_statuses=NOT_FOUND)
+        return None if response.status_code == 404 else _json_object(response)
+
+
+class TracketConnector(Connector):
+    """Books each Clockify entry as one Tracket worklog on its item."""
+
+    name = "tracket"
+    searchable = False
+
+    def __init__(
+        self, settings: Settings, section: Mapping[str, Any], redis_client: redis.Redis
+    ) -> None:
+        super().__init__(settings, section, redis_client)
+        self.config = parse_config(section)
+        self.client = TracketClient(self.config)
+
+    def bookings(self, entry: TimeEntry) -> list[Booking]:
+        """One worklog at the entry's local start; none for a zero-length entry."""
+        if entry.seconds <= 0:
+            return []
+        payload = worklog(entry, owner_zone(entry, self.settings), self.config)
+        return [Booking(key="", payload=payload)]
+
+    def create(self, entry: TimeEntry, booking: Booking) -> str:
+        """POST the worklog; return Tracket's ``worklogId``."""
+        return self.client.create_worklog(booking.payload)
+
+    def update(self, entry: TimeEntry, remote_id: str, booking: Booking) -> str:
+        """PUT the worklog; re-create it (new id) if Tracket answers 404."""
+        if not remote_id:
+            raise PermanentError("tracket: empty remote id in the ID map")
+        if self.client.update_worklog(remote_id, booking.payload):
+            return remote_id
+        return self.client.create_worklog(booking.payload)
+
+    def delete(self, entry: TimeEntry, remote_id: str) -> None:
+        """DELETE the worklog; a 404 counts as deleted."""
+        if not remote_id:
+            raise PermanentError("tracket: empty remote id in the ID map")
+        self.client.delete_worklog(remote_id)
+
+    def probe(self) -> str:
+        """Ask for a worklog that cannot exist: a 404 (or 200) proves the token works."""
+        self.client.get_worklog(PROBE_ID)
+        return f"tracket: token accepted at {self.config.base_url}"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.client.close()
