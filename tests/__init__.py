@@ -1,0 +1,1 @@
+"""Test package: makes ``tests.fixture_loader`` importable from every test."""
