@@ -21,9 +21,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clockify_relay.clockify.models import ROUTED_EVENTS
 from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
@@ -82,11 +84,11 @@ class Receiver:
             return error(413, f"body is larger than {self.settings.max_body_bytes} bytes")
         if not event_type:
             return error(400, "missing Clockify-Webhook-Event-Type header")
-        try:
-            verified = self.verifier.verify(headers.get("clockify-signature"), event_type, None)
-        except VerificationError as exc:
-            return error(401, str(exc))
         if event_type not in ROUTED_EVENTS:
+            try:
+                self.verifier.verify(headers.get("clockify-signature"), event_type, None)
+            except VerificationError as exc:
+                return error(401, str(exc))
             return json_response(
                 200, {"status": "ignored", "event_type": event_type,
                       "reason": "the relay does not route this event type"}
@@ -97,15 +99,16 @@ class Receiver:
             return error(400, "body is not valid JSON")
         if not isinstance(payload, dict):
             return error(400, "body must be a JSON object")
-        entity_id = payload.get("id")
-        if not isinstance(entity_id, str) or not entity_id:
-            return error(400, f"{event_type} payload has no id")
         workspace_id = payload.get("workspaceId")
         workspace_id = workspace_id if isinstance(workspace_id, str) else ""
         try:
-            self.verifier.check_workspace(verified, workspace_id)
+            # After parsing: an add-on JWT's workspace claim must match the body's.
+            self.verifier.verify(headers.get("clockify-signature"), event_type, workspace_id or None)
         except VerificationError as exc:
             return error(401, str(exc))
+        entity_id = payload.get("id")
+        if not isinstance(entity_id, str) or not entity_id:
+            return error(400, f"{event_type} payload has no id")
         try:
             result = await self.ingestor.ingest(event_type, workspace_id, entity_id, raw)
         except (RedisError, OSError) as exc:
@@ -132,11 +135,23 @@ class Receiver:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/webhooks/clockify", self.webhook, methods=["POST"]),
-            # Clockify users paste URLs with a trailing slash on the host: tolerate "//".
-            Route("//webhooks/clockify", self.webhook, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
         ]
+
+
+class CollapseLeadingSlashes:
+    """ASGI middleware: ``//webhooks/clockify`` (a base URL pasted with a trailing slash) is
+    routed as ``/webhooks/clockify``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if path.startswith("//"):
+            scope = dict(scope, path="/" + path.lstrip("/"))
+        await self.app(scope, receive, send)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -166,5 +181,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await client.aclose()
 
     return Starlette(
-        routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan
+        routes=routes,
+        exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(CollapseLeadingSlashes)],
+        lifespan=lifespan,
     )
