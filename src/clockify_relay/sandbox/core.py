@@ -62,6 +62,9 @@ class FakeTarget(ABC):
     """
 
     name: ClassVar[str]
+    # Path under the mount where the real API's base URL path starts (e.g. Tracket's "/api/1.0"),
+    # so SandboxServer.base_urls can tell a connector what to use. Optional; default: the mount.
+    base_path: ClassVar[str] = ""
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
