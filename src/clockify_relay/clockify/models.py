@@ -9,6 +9,7 @@ here, so every target shows what the person typed.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ KNOWN_EVENTS = ROUTED_EVENTS | frozenset(
     EXPENSE_RESTORED ASSIGNMENT_CREATED ASSIGNMENT_DELETED ASSIGNMENT_PUBLISHED ASSIGNMENT_UPDATED
     EXPENSE_CREATED EXPENSE_DELETED EXPENSE_UPDATED PROJECT_UPDATED PROJECT_DELETED
     USER_GROUP_CREATED USER_GROUP_UPDATED USER_GROUP_DELETED USERS_INVITED_TO_WORKSPACE
-    LIMITED_USERS_ADDED_TO_WORKSPACE COST_RATE_UPDATED BILLABLE_RATE_UPDATED""".split()
+    LIMITED_USERS_ADDED_TO_WORKSPACE COST_RATE_UPDATED BILLABLE_RATE_UPDATED""".split()  # noqa: SIM905 (readable as one block)
 )
 APPROVAL_STATES = frozenset(
     {"PENDING", "APPROVED", "REJECTED", "WITHDRAWN_SUBMISSION", "WITHDRAWN_APPROVAL"}
@@ -64,22 +65,36 @@ def parse_duration(value: object) -> timedelta | None:
     if isinstance(value, bool):
         raise PayloadError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
+        return _timedelta(value, seconds=float(value))
     if isinstance(value, str):
         match = _ISO_DURATION.match(value.strip())
         if match and value.strip() not in ("P", "PT"):
             parts = {k: float(v) for k, v in match.groupdict().items() if v}
-            return timedelta(
+            return _timedelta(
+                value,
                 days=parts.get("days", 0),
                 hours=parts.get("hours", 0),
                 minutes=parts.get("minutes", 0),
                 seconds=parts.get("seconds", 0),
             )
         try:
-            return timedelta(seconds=float(value))
+            seconds = float(value)
         except ValueError:
             pass
+        else:
+            return _timedelta(value, seconds=seconds)
     raise PayloadError(f"invalid duration {value!r}")
+
+
+def _timedelta(raw: object, **parts: float) -> timedelta:
+    # NaN, infinities and absurdly large values make timedelta raise ValueError/OverflowError;
+    # a negative length is no duration either. All are bad payloads (400), not crashes (500).
+    if not all(math.isfinite(v) and v >= 0 for v in parts.values()):
+        raise PayloadError(f"invalid duration {raw!r}")
+    try:
+        return timedelta(**parts)
+    except (OverflowError, ValueError):
+        raise PayloadError(f"invalid duration {raw!r}") from None
 
 
 def parse_instant(value: object) -> datetime | None:
@@ -146,7 +161,7 @@ class TimeEntry:
 
     @property
     def seconds(self) -> int:
-        """Booked length in whole seconds (end − start, else the stated duration)."""
+        """Booked length in whole seconds (end - start, else the stated duration)."""
         if self.end is not None:
             return max(0, int((self.end - self.start).total_seconds()))
         return int(self.duration.total_seconds()) if self.duration else 0
@@ -154,6 +169,8 @@ class TimeEntry:
 
 def parse_time_entry(payload: Mapping[str, Any]) -> TimeEntry:
     """Build a :class:`TimeEntry` from a webhook body or a REST response (either generation)."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError("time entry payload is not a JSON object")
     entry_id = _str_or_none(payload.get("id"))
     if entry_id is None:
         raise PayloadError("time entry without id")
@@ -213,6 +230,8 @@ class ApprovalRequest:
 
 def parse_approval(payload: Mapping[str, Any]) -> ApprovalRequest:
     """Build an :class:`ApprovalRequest` from a webhook body."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError("approval request payload is not a JSON object")
     request_id = _str_or_none(payload.get("id"))
     if request_id is None:
         raise PayloadError("approval request without id")
