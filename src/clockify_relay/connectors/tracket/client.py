@@ -64,13 +64,24 @@ class TracketClient(BaseClient):
         )
 
     def describe_error(self, response: httpx.Response) -> str:
-        """Tracket's refusal in words: a known status meaning, else its ``message`` field."""
+        """Tracket's refusal in words: a known status meaning, else its error text and fields.
+
+        The doc does not specify error bodies; ``message`` or ``error`` (text) and ``fields``
+        (names) are read when present, anything else falls back to a body excerpt.
+        """
         status = response.status_code
         if status in _STATUS_MEANING:
             return _STATUS_MEANING[status]
-        message = _json_object(response).get("message")
+        body = _json_object(response)
+        message = body.get("message") or body.get("error")
         if isinstance(message, str) and message:
-            return f"tracket answered {status}: {excerpt(message, 200)}"
+            fields = body.get("fields")
+            named = (
+                f" (fields: {', '.join(str(f) for f in fields)})"
+                if isinstance(fields, list) and fields
+                else ""
+            )
+            return f"tracket answered {status}: {excerpt(message, 200)}{named}"
         return super().describe_error(response)
 
     def _created_id(self, method: str, path: str, response: httpx.Response) -> str:
