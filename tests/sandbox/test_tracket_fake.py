@@ -190,3 +190,11 @@ def test_bad_list_parameters_are_400(
     r = http.get(_url(sandbox), params=params, headers=AUTH)
     assert r.status_code == 400
     assert "error" in r.json()
+
+
+def test_full_last_page_has_no_cursor(sandbox: SandboxServer, http: httpx.Client) -> None:
+    for _ in range(3):
+        _create(http, sandbox)
+    body = http.get(_url(sandbox), params={"limit": 3}, headers=AUTH).json()
+    assert len(body["worklogs"]) == 3
+    assert "next-cursor" not in body
