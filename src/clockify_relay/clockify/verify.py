@@ -33,8 +33,8 @@ from jwt.exceptions import (
     InvalidIssuerError,
     InvalidSignatureError,
     InvalidSubjectError,
-    InvalidTokenError,
     MissingRequiredClaimError,
+    PyJWTError,
 )
 
 from clockify_relay.clockify.models import KNOWN_EVENTS
@@ -216,8 +216,9 @@ class WebhookVerifier:
             raise _addon_error("add-on token is not valid yet (iat/nbf in the future)") from None
         except DecodeError:
             raise _addon_error("malformed add-on token: not a decodable JWT") from None
-        except InvalidTokenError as exc:
-            # PyJWT's own text is not echoed: its wording is not ours to promise safe.
+        except PyJWTError as exc:
+            # Anything else PyJWT refuses is refused too (401, never a 500). Its own text is not
+            # echoed: its wording is not ours to promise safe.
             raise _addon_error(f"add-on token rejected ({type(exc).__name__})") from None
 
         if claims.get("type") != ADDON_JWT_TYPE:
