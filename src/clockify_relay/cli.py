@@ -119,3 +119,18 @@ def run_cli() -> None:
     except ConfigurationError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
+
+
+def _register_subcommands() -> None:
+    """Command groups that live beside the modules they drive."""
+    from clockify_relay.bench.cli import bench
+    from clockify_relay.cli_ops import dlq, events
+
+    for group in (dlq, events, bench):
+        main.add_command(group)
+
+
+try:
+    _register_subcommands()
+except ImportError:  # pragma: no cover - while a group is being written
+    pass

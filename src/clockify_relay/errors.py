@@ -52,9 +52,13 @@ class TransientError(RelayError):
         status: int | None = None,
         response_excerpt: str | None = None,
         retry_after: float | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(message, status=status, response_excerpt=response_excerpt)
         self.retry_after = retry_after
+        # True when the request was sent but no answer came (read timeout, dropped connection):
+        # a create may have happened. False when it surely did not (connect failure, an answer).
+        self.outcome_unknown = outcome_unknown
 
 
 class PermanentError(RelayError):

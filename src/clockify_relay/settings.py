@@ -92,6 +92,7 @@ class Settings:
 
     # Worker.
     visibility_timeout: int = 600
+    beat_schedule_file: str = "/tmp/clockify-relay-beat-schedule"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     # Admin API.
@@ -246,6 +247,8 @@ def load_settings(
         visibility_timeout=_int(
             env, "RELAY_VISIBILITY_TIMEOUT", int(relay.get("visibility_timeout", 600))
         ),
+        beat_schedule_file=env.get("RELAY_BEAT_SCHEDULE_FILE")
+        or "/tmp/clockify-relay-beat-schedule",
         retry=_retry_policy(doc.get("retry", {})),
         admin_jwt_secret=Secret(admin_secret) if admin_secret else None,
         clockify_api_key=Secret(api_key) if api_key else None,

@@ -107,12 +107,17 @@ class BaseClient:
             response = self.http.request(
                 method, path, json=json, params=params, headers=dict(headers or {})
             )
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"{self.target}: {method} {path} timed out ({type(exc).__name__})")
-        except httpx.TransportError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the target: safe to send again.
             raise TransientError(
-                f"{self.target}: {method} {path} failed to connect ({type(exc).__name__})"
-            )
+                f"{self.target}: {method} {path} could not connect ({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            # Sent, but no answer: the target may have acted on it.
+            raise TransientError(
+                f"{self.target}: {method} {path} got no answer ({type(exc).__name__})",
+                outcome_unknown=True,
+            ) from None
         status = response.status_code
         if status < 300 or status in allow_statuses:
             return response

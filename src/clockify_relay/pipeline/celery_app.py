@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from celery import Celery
 
-from clockify_relay.pipeline.messages import QUEUE
+from clockify_relay.pipeline.messages import QUEUE, RELEASE_TASK
 from clockify_relay.redis_conn import redis_url
 from clockify_relay.settings import Settings, load_settings
+
+PARKED_RELEASE_INTERVAL = 5.0  # seconds
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -44,6 +46,10 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
+        beat_schedule={
+            "release-parked": {"task": RELEASE_TASK, "schedule": PARKED_RELEASE_INTERVAL},
+        },
+        beat_schedule_filename=settings.beat_schedule_file,
     )
     return app
 
