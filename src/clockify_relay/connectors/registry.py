@@ -10,6 +10,7 @@ from clockify_relay.errors import ConfigurationError
 CONNECTORS: dict[str, str] = {
     "everit": "clockify_relay.connectors.everit.client:EveritConnector",
     "tracket": "clockify_relay.connectors.tracket.client:TracketConnector",
+    "blikk": "clockify_relay.connectors.blikk.client:BlikkConnector",
 }
 
 
