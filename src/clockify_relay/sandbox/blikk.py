@@ -685,6 +685,8 @@ class BlikkFake(FakeTarget):
             if not _is_int(record_id):
                 return _message("id must be an integer")
             record = {**body, "id": record_id}
-            record.setdefault("isActive", True)
+            if kind != "users" and kind != "projects":
+                # Registries whose list items carry isActive (users and projects do not).
+                record.setdefault("isActive", True)
             registry[record_id] = record
         return json_response({"objectName": REGISTRIES[kind][1], **record}, status_code=201)
