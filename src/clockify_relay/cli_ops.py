@@ -1,0 +1,375 @@
+"""Operator commands: ``dlq`` (dead letters), ``events`` (traces) and ``admin-token``.
+
+Thin on purpose: arguments are parsed here, the work is done in :mod:`clockify_relay.ops` (the
+admin HTTP API calls the same functions). Human output uses rich; ``-o json`` prints plain JSON
+on stdout. Exit codes: 0 done, 1 unknown id / failed replay / Redis unreachable, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import orjson
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from clockify_relay import ops
+from clockify_relay.pipeline.dlq import DeadLetter
+from clockify_relay.pipeline.runtime import Runtime, runtime
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+OUTPUT = click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    help="table for people, json for scripts",
+)
+
+
+def _filter_options(func: Callable[P, R]) -> Callable[P, R]:
+    """--target/--event-type/--since/--until, shared by list, replay --all and purge --all."""
+    for option in reversed([
+        click.option("--target", help="only this target (everit, blikk, tracket, …)"),
+        click.option("--event-type", help="only this Clockify event type"),
+        click.option("--since", metavar="WHEN",
+                     help="last failure at or after WHEN: ISO date/datetime or age (2h, 3d)"),
+        click.option("--until", metavar="WHEN",
+                     help="last failure at or before WHEN: ISO date/datetime or age (2h, 3d)"),
+    ]):
+        func = option(func)
+    return func
+
+
+def _console(stderr: bool = False) -> Console:
+    # Built per call so it writes to the stream click has in place (CliRunner swaps them).
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def _fail(message: str) -> None:
+    """Print ``message`` on stderr and exit with status 1."""
+    click.echo(message, err=True)
+    raise SystemExit(1)
+
+
+def _handles_redis(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn an unreachable Redis into one clear line and exit code 1 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except redis.RedisError as exc:
+            # The class name only: a connection error's text can carry the Redis URL (password).
+            _fail(f"cannot use Redis ({type(exc).__name__}); is REDIS_URL right and Redis up?")
+            raise AssertionError("unreachable") from None
+
+    return wrapper
+
+
+def _letter_filter(target: str | None, event_type: str | None, since: str | None,
+                   until: str | None) -> ops.LetterFilter:
+    try:
+        return ops.LetterFilter.parse(target, event_type, since, until)
+    except ops.OpsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _has_filters(*values: str | None) -> bool:
+    return any(v is not None for v in values)
+
+
+def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in ("id", "target", "event type", "entry id", "error kind", "error", "attempts",
+                   "last failure"):
+        table.add_column(column, justify="right" if column == "attempts" else "left",
+                         overflow="fold")
+    for letter in letters:
+        row = ops.letter_summary(letter)
+        # Text(), not str: error messages may contain [brackets] that rich would read as markup.
+        table.add_row(*(Text(str(v)) for v in (
+            row["id"], row["target"], row["event_type"], row["entry_id"], row["error_kind"],
+            ops.shorten(row["error"], 60), row["attempts"], row["last_failure"],
+        )))
+    return table
+
+
+# --- dlq ------------------------------------------------------------------------------------
+
+
+@click.group()
+def dlq() -> None:
+    """Dead letters: deliveries that failed for good (list, show, replay, purge)."""
+
+
+@dlq.command("list")
+@_filter_options
+@OUTPUT
+@_handles_redis
+def dlq_list(target: str | None, event_type: str | None, since: str | None, until: str | None,
+             output: str) -> None:
+    """List dead letters, oldest last failure first."""
+    letters = ops.list_letters(runtime(), _letter_filter(target, event_type, since, until))
+    if output == "json":
+        _echo_json([ops.letter_summary(letter) for letter in letters])
+        return
+    console = _console()
+    if not letters:
+        console.print("no dead letters match")
+        return
+    console.print(_letters_table(letters, f"{len(letters)} dead letter(s)"))
+
+
+@dlq.command("show")
+@click.argument("letter_id", metavar="ID")
+@OUTPUT
+@_handles_redis
+def dlq_show(letter_id: str, output: str) -> None:
+    """Show one dead letter whole: error, history of failures and the event envelope."""
+    try:
+        letter = ops.get_letter(runtime(), letter_id)
+    except ops.NotFound as exc:
+        _fail(str(exc))
+        return
+    detail = ops.letter_detail(letter)
+    if output == "json":
+        _echo_json(detail)
+        return
+    console = _console()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    for label, value in (
+        ("id", letter.id), ("target", letter.target), ("event id", letter.event_id),
+        ("event type", letter.event_type), ("entry id", letter.entity_id),
+        ("error kind", letter.error_kind), ("error", letter.error),
+        ("status", letter.status if letter.status is not None else "-"),
+        ("attempts", letter.attempts), ("first failure", detail["first_failure_at"]),
+        ("last failure", detail["last_failure_at"]),
+    ):
+        facts.add_row(label, Text(str(value)))
+    console.print(facts)
+    history = Table(title="failures (most recent last)")
+    for column in ("at", "kind", "status", "error"):
+        history.add_column(column, overflow="fold")
+    for item in detail["history"]:
+        history.add_row(*(Text(str(v)) for v in (
+            item.get("at_iso"), item.get("kind"),
+            item.get("status") if item.get("status") is not None else "-", item.get("error"),
+        )))
+    console.print(history)
+    if letter.error_kind == "UnknownOutcomeError":
+        console.print(Text(
+            "unknown outcome: check the target for this entry, then replay with --force "
+            "if it is not there", style="yellow",
+        ))
+    console.print(Text("envelope:", style="bold"))
+    console.print_json(data=letter.envelope)
+
+
+def _summary_table(results: Sequence[ops.ReplayResult], dry_run: bool) -> Table:
+    table = Table(title="dry run: would replay" if dry_run else "replay summary")
+    for column in ("id", "target", "event type", "result", "detail"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        if dry_run:
+            verdict = Text("would replay" if result.found else "not found",
+                           style="cyan" if result.found else "red")
+        elif result.ok:
+            verdict = Text("replayed", style="green")
+        else:
+            verdict = Text("still failing" if result.found else "not found", style="red")
+        table.add_row(Text(result.id), Text(result.target or "-"),
+                      Text(result.event_type or "-"), verdict, Text(result.message))
+    return table
+
+
+@dlq.command("replay")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="every dead letter matching the filters")
+@_filter_options
+@click.option("--dry-run", is_flag=True, help="show what would be replayed; change nothing")
+@click.option("--force", is_flag=True,
+              help="for 'unknown outcome' letters, after you checked the target: create again")
+@OUTPUT
+@_handles_redis
+def dlq_replay(ids: tuple[str, ...], all_: bool, target: str | None, event_type: str | None,
+               since: str | None, until: str | None, dry_run: bool, force: bool,
+               output: str) -> None:
+    """Deliver dead letters again now, in this process.
+
+    A letter is removed only when its delivery succeeds; one that fails again stays, with the
+    new attempt recorded. Exit status 1 when any replay failed or an id is unknown.
+    """
+    if bool(ids) == all_:
+        raise click.UsageError("give dead letter ids, or --all (with optional filters)")
+    if ids and _has_filters(target, event_type, since, until):
+        raise click.UsageError("--target/--event-type/--since/--until go with --all")
+    flt = _letter_filter(target, event_type, since, until) if all_ else None
+    rt = runtime()
+    try:
+        letters, missing = ops.select_letters(rt, list(ids), flt, force=force)
+    except ops.OpsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if len(ids) == 1 and missing and not dry_run:
+        _fail(f"no dead letter with id {ids[0]!r}")
+    results = _run_replays(rt, letters, force=force, dry_run=dry_run,
+                           bulk=all_ or len(ids) > 1, quiet=output == "json")
+    results += ops.missing_results(missing)
+    failed = [r for r in results if not r.ok]
+    if output == "json":
+        _echo_json({"dry_run": dry_run, "results": [r.to_json() for r in results],
+                    "replayed": sum(r.ok for r in results) if not dry_run else 0,
+                    "failed": len(failed)})
+    elif not results:
+        _console().print("no dead letters match")
+    elif len(results) == 1 and not dry_run:
+        only = results[0]
+        verdict = "replayed" if only.ok else "still failing"
+        _console().print(Text(f"{verdict} {only.id} ({only.target}): {only.message}"))
+    else:
+        console = _console()
+        console.print(_summary_table(results, dry_run))
+        if not dry_run:
+            console.print(f"replayed: {len(results) - len(failed)}, still failing: {len(failed)}")
+    if failed:
+        raise SystemExit(1)
+
+
+def _run_replays(rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run: bool,
+                 bulk: bool, quiet: bool) -> list[ops.ReplayResult]:
+    """Replay with a progress bar on stderr for bulk runs (stdout stays clean for -o json)."""
+    if dry_run or not bulk or not letters:
+        return ops.replay_many(rt, letters, force=force, dry_run=dry_run)
+    progress = Progress(
+        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"), console=_console(stderr=True), disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("replay", total=len(letters), last="")
+
+        def advance(result: ops.ReplayResult) -> None:
+            progress.update(task, advance=1,
+                            last=f"{result.id} {'ok' if result.ok else 'failed'}")
+
+        return ops.replay_many(rt, letters, force=force, progress=advance)
+
+
+@dlq.command("purge")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="every dead letter matching the filters")
+@_filter_options
+@click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+@_handles_redis
+def dlq_purge(ids: tuple[str, ...], all_: bool, target: str | None, event_type: str | None,
+              since: str | None, until: str | None, yes: bool) -> None:
+    """Delete dead letters for good (the deliveries are not made). --all asks first."""
+    if bool(ids) == all_:
+        raise click.UsageError("give dead letter ids, or --all (with optional filters)")
+    if ids and _has_filters(target, event_type, since, until):
+        raise click.UsageError("--target/--event-type/--since/--until go with --all")
+    flt = _letter_filter(target, event_type, since, until) if all_ else None
+    rt = runtime()
+    letters, missing = ops.select_letters(rt, list(ids), flt)
+    if all_ and not letters:
+        click.echo("no dead letters match")
+        return
+    if all_ and not yes:
+        _console().print(_letters_table(letters, "to purge"))
+        click.confirm(f"purge {len(letters)} dead letter(s)? They will not be delivered",
+                      abort=True)
+    removed = ops.purge(rt, [letter.id for letter in letters])
+    click.echo(f"purged {removed} dead letter(s)")
+    if missing:
+        _fail("no dead letter with id " + ", ".join(repr(m) for m in missing))
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@click.group()
+def events() -> None:
+    """Events the relay received: what happened to each, per target and attempt."""
+
+
+@events.command("show")
+@click.argument("event_id")
+@OUTPUT
+@_handles_redis
+def events_show(event_id: str, output: str) -> None:
+    """Show an event's envelope summary and its trace (kept for RELAY_TRACE_TTL)."""
+    try:
+        view = ops.event_view(runtime(), event_id)
+    except ops.NotFound:
+        _fail(f"no event with id {event_id!r} (never received, or its trace expired)")
+        return
+    data = view.to_json()
+    if output == "json":
+        _echo_json(data)
+        return
+    console = _console()
+    summary = data["summary"] or {"event_id": event_id}
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    for key, value in summary.items():
+        if value is not None:
+            facts.add_row(key.replace("_", " "), Text(str(value)))
+    console.print(facts)
+    if view.envelope is None:
+        console.print("envelope expired; the trace is all that is left")
+    table = Table(title=f"trace ({len(view.records)} record(s))")
+    for column in ("time", "stage", "target", "attempt", "outcome", "status", "reason / error",
+                   "response", "remote ids"):
+        table.add_column(column, overflow="fold")
+    for record in data["trace"]:
+        table.add_row(*(Text(v) for v in _trace_cells(record)))
+    console.print(table)
+    if view.dead_letters:
+        console.print(_letters_table(view.dead_letters, "open dead letters"))
+
+
+def _trace_cells(record: dict[str, Any]) -> list[str]:
+    reason = record.get("reason") or ""
+    if record.get("error"):
+        reason = f"{record.get('error_kind', 'error')}: {record['error']}"
+    if record.get("delay") is not None:
+        reason = (reason + f" (in {record['delay']}s)").strip()
+    remote = record.get("remote_ids") or {}
+    targets = record.get("targets")
+    target = record.get("target") or (", ".join(targets) if isinstance(targets, list) else "")
+    return [
+        str(record.get("at_iso") or ""), str(record.get("stage", "")), target,
+        str(record.get("attempt", "")), str(record.get("outcome", "")),
+        str(record.get("status", "")), reason,
+        ops.shorten(record.get("response"), 60),
+        ", ".join(f"{k or 'record'}={v}" for k, v in remote.items()),
+    ]
+
+
+# --- admin-token ----------------------------------------------------------------------------
+
+
+@click.command("admin-token")
+@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, ops.MAX_TOKEN_TTL),
+              help="seconds until the token expires")
+@click.option("--subject", default=lambda: os.environ.get("USER") or "operator",
+              show_default="$USER", help="who the token is for (the JWT sub claim)")
+def admin_token(ttl: int, subject: str) -> None:
+    """Print an admin API token (HS256 JWT signed with RELAY_ADMIN_JWT_SECRET)."""
+    secret = runtime().settings.admin_jwt_secret
+    if not secret:
+        _fail("RELAY_ADMIN_JWT_SECRET is not set: the admin API is disabled")
+        return
+    click.echo(ops.mint_admin_token(secret.reveal(), subject, ttl))
