@@ -73,34 +73,37 @@ def worker(concurrency: int, beat: bool) -> None:
     app.worker_main(worker_argv(concurrency, beat))
 
 
-def _children_env(redis_url: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
-
-
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option("--data-dir", default=".relay-data", show_default=True, type=click.Path(path_type=Path),
               help="where the embedded Redis keeps its AOF when REDIS_URL is not set")
-def run(host: str, port: int, concurrency: int, data_dir: Path) -> None:
+@click.option("--sandbox", "with_sandbox", is_flag=True,
+              help="also run the sandbox fakes and point every target at them")
+@click.option("--sandbox-port", default=9000, show_default=True, type=int)
+def run(host: str, port: int, concurrency: int, data_dir: Path, with_sandbox: bool,
+        sandbox_port: int) -> None:
     """Receiver, worker and scheduler together on one machine (embedded Redis if no REDIS_URL)."""
     from clockify_relay.embedded_redis import EmbeddedRedis
 
+    data_dir = data_dir.resolve()
     embedded: EmbeddedRedis | None = None
+    sandbox_server = None
     if not os.environ.get("REDIS_URL"):
-        embedded = EmbeddedRedis(data_dir.resolve() / "redis").start()
+        embedded = EmbeddedRedis(data_dir / "redis").start()
         os.environ["REDIS_URL"] = embedded.url
         click.echo(f"embedded Redis at {embedded.url} (data in {data_dir / 'redis'})")
+    if with_sandbox:
+        sandbox_server = _start_sandbox_mode(sandbox_port, data_dir)
+    os.environ.setdefault("RELAY_BEAT_SCHEDULE_FILE", str(data_dir / "beat-schedule"))
     worker_process = subprocess.Popen(
-        [sys.executable, "-m", "clockify_relay", "worker", "--concurrency", str(concurrency), "--beat"],
-        env=_children_env(os.environ.get("REDIS_URL")),
+        [sys.executable, "-m", "clockify_relay", "worker", "--concurrency", str(concurrency),
+         "--beat"],
+        env=dict(os.environ),
     )
     try:
-        click.echo(f"receiver on http://{host}:{port}/webhooks/clockify")
+        click.echo(f"webhook URL: http://{host}:{port}/webhooks/clockify")
         serve_receiver(host, port)
     finally:
         worker_process.send_signal(signal.SIGTERM)
@@ -108,8 +111,88 @@ def run(host: str, port: int, concurrency: int, data_dir: Path) -> None:
             worker_process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker_process.kill()
+        if sandbox_server is not None:
+            sandbox_server.stop()
         if embedded:
             embedded.stop()
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the scheduler (Celery beat) that releases parked deliveries. Run exactly one."""
+    from clockify_relay.pipeline.celery_app import app
+
+    app.Beat(loglevel=os.environ.get("RELAY_LOG_LEVEL", "info").upper()).run()
+
+
+def _start_sandbox_mode(port: int, data_dir: Path) -> object:
+    """Start the sandbox in this process and point the relay's environment at it."""
+    from clockify_relay.sandbox import relay_config
+    from clockify_relay.sandbox.server import SandboxServer
+
+    server = SandboxServer(port=port).start()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_path = relay_config.write_toml(
+        data_dir / "sandbox-relay.toml", relay_config.sandbox_targets(server.base_urls)
+    )
+    os.environ["RELAY_CONFIG"] = str(config_path)
+    os.environ.update(relay_config.sandbox_env(server.config, server.base_urls))
+    click.echo(f"sandbox on {server.url} (state: {server.url}/_sandbox/state)")
+    if not os.environ.get("CLOCKIFY_WEBHOOK_TOKENS"):
+        token = relay_config.new_webhook_token()
+        os.environ["CLOCKIFY_WEBHOOK_TOKENS"] = token
+        # Printed once on purpose: it is a throwaway token for this sandbox run.
+        click.echo(f"webhook token (Clockify-Signature): {token}")
+    return server
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9000, show_default=True, type=int)
+def sandbox(host: str, port: int) -> None:
+    """Run the contract fakes of Everit, Blikk, Tracket and Clockify's REST API."""
+    from clockify_relay.sandbox.server import serve
+
+    serve(host, port)
+
+
+@main.command()
+@click.option("--probe", is_flag=True, help="also call each enabled target with its credentials")
+@click.option("--lookups", is_flag=True, help="list Blikk users, projects, activities, … for mapping")
+def check(probe: bool, lookups: bool) -> None:
+    """Validate the configuration (and optionally probe every enabled target)."""
+    from clockify_relay.clockify.verify import WebhookVerifier
+    from clockify_relay.errors import RelayError
+    from clockify_relay.pipeline.runtime import reset_runtime
+
+    rt = reset_runtime()
+    problems = 0
+    verifier = WebhookVerifier(rt.settings)
+    if not verifier.configured:
+        click.echo("webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY")
+        problems += 1
+    else:
+        click.echo(f"webhooks: {len(rt.settings.webhook_tokens)} token(s)"
+                   + (", add-on JWT verification on" if verifier.addon_enabled else ""))
+    targets = rt.enabled_targets()
+    click.echo(f"targets enabled: {', '.join(targets) or 'none'}")
+    for target in targets:
+        try:
+            connector = rt.connector(target)
+            line = connector.probe() if probe else "configuration ok"
+            click.echo(f"  {target}: {line}")
+            if lookups and target == "blikk":
+                from clockify_relay.connectors.blikk.lookups import list_lookups
+
+                for kind, rows in list_lookups(connector).items():  # type: ignore[arg-type]
+                    click.echo(f"    {kind}:")
+                    for row in rows:
+                        click.echo(f"      {row}")
+        except RelayError as exc:
+            problems += 1
+            click.echo(f"  {target}: {exc.kind}: {exc.message}")
+    if problems:
+        raise SystemExit(1)
 
 
 def run_cli() -> None:

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
 from clockify_relay.pipeline.messages import QUEUE, RELEASE_TASK
@@ -34,6 +36,10 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={
             "global_keyprefix": settings.key_prefix,
             "visibility_timeout": settings.visibility_timeout,
+            # Sweep for messages a killed worker left unacked every few seconds (kombu's default
+            # is every 10 × 10 s), so they come back soon after the visibility timeout.
+            "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
         },
         broker_connection_retry_on_startup=True,
         task_publish_retry=True,
@@ -54,4 +60,6 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+# httpx logs every request at INFO; the trace already records each call, with more context.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 app = make_celery(load_settings())

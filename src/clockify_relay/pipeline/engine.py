@@ -40,8 +40,13 @@ from clockify_relay.redis_conn import Keys
 
 CREATE_EVENTS = frozenset({"NEW_TIME_ENTRY", "TIMER_STOPPED"})
 UPDATE_EVENTS = frozenset({"TIME_ENTRY_UPDATED", "TIME_ENTRY_SPLIT"})
-LOCK_TIMEOUT = 300  # seconds a lock outlives a worker that died holding it
 LOCK_WAIT = 10  # seconds to wait for a busy entry before retrying later
+
+
+def lock_timeout(visibility_timeout: int) -> int:
+    """How long a per-entry lock outlives a worker that died holding it: shorter than the
+    visibility timeout, so the redelivered message finds the lock gone."""
+    return max(5, min(300, visibility_timeout // 2))
 
 
 @dataclass
@@ -138,6 +143,7 @@ class Delivery:
         keys: Keys,
         state_ttl: int,
         reread: Any | None = None,
+        lock_seconds: int = 300,
     ) -> None:
         self.connector = connector
         self.target = connector.name
@@ -146,11 +152,13 @@ class Delivery:
         self.state_ttl = state_ttl
         # A ClockifyClient when rule 5 is on (duck-typed: get_time_entry(workspace, entry)).
         self.reread = reread
+        self.lock_seconds = lock_seconds
 
     @contextmanager
     def locked(self, entry_id: str) -> Iterator[None]:
         lock = self.client.lock(
-            self.keys.lock(self.target, entry_id), timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_WAIT
+            self.keys.lock(self.target, entry_id), timeout=self.lock_seconds,
+            blocking_timeout=LOCK_WAIT
         )
         if not lock.acquire():
             raise TransientError(f"{self.target}: entry {entry_id} is busy in another delivery")

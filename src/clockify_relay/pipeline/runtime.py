@@ -9,7 +9,7 @@ import redis
 from clockify_relay.connectors.base import Connector
 from clockify_relay.connectors.registry import CONNECTORS, connector_class
 from clockify_relay.pipeline.dlq import DeadLetterQueue
-from clockify_relay.pipeline.engine import Delivery
+from clockify_relay.pipeline.engine import Delivery, lock_timeout
 from clockify_relay.redis_conn import Keys, sync_client
 from clockify_relay.settings import Settings, load_settings
 
@@ -52,7 +52,8 @@ class Runtime:
 
                 reread = ClockifyClient(self.settings)
             self._deliveries[target] = Delivery(
-                connector, self.redis, self.keys, self.settings.state_ttl, reread
+                connector, self.redis, self.keys, self.settings.state_ttl, reread,
+                lock_timeout(self.settings.visibility_timeout),
             )
         return self._deliveries[target]
 
