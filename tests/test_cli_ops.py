@@ -1,0 +1,371 @@
+"""The operator CLI (``dlq``, ``events``, ``admin-token``) against real Redis and the sandbox.
+
+Dead letters are made for real: an entry the Everit config cannot map goes through the
+``deliver`` task in-process and is dead-lettered as ConfigurationError; after the config is
+fixed, replay delivers it. Settings come from the environment, as in production.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from clockify_relay import ops
+from clockify_relay.cli_ops import admin_token, dlq, events
+from clockify_relay.pipeline import runtime as runtime_module
+from clockify_relay.pipeline import tasks, trace
+from clockify_relay.pipeline.runtime import Runtime, reset_runtime
+from clockify_relay.sandbox.server import SandboxServer
+from tests.pipeline.conftest import (  # noqa: F401  (fixtures are used by name)
+    clean_sandbox,
+    entry_payload,
+    envelope,
+    sandbox,
+    worklogs,
+)
+
+UNMAPPED_TOML = '[targets.everit]\nenabled = true\n'
+FIXED_TOML = '[targets.everit]\nenabled = true\n\n[targets.everit.defaults]\nissue_id = 10000\n'
+
+
+class Env:
+    """The CLI's environment for one test: a config file to rewrite and a runner."""
+
+    def __init__(self, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.config = config
+        self.monkeypatch = monkeypatch
+        self.runner = CliRunner()
+
+    def write_config(self, text: str) -> Runtime:
+        """Rewrite the TOML config and rebuild the runtime, as a restarted CLI would."""
+        self.config.write_text(text)
+        return self.reload()
+
+    def reload(self) -> Runtime:
+        old = runtime_module._runtime
+        if old is not None and "redis" in old.__dict__:
+            old.redis.close()
+        return reset_runtime()
+
+    def run(self, group: Any, *args: str, input: str | None = None) -> Result:
+        return self.runner.invoke(group, list(args), input=input, catch_exceptions=False)
+
+    def json(self, group: Any, *args: str) -> Any:
+        result = self.run(group, *args, "-o", "json")
+        assert result.exit_code == 0, result.output
+        return orjson.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, key_prefix: str,
+    clean_sandbox: SandboxServer,  # noqa: F811
+) -> Iterator[Env]:
+    config = tmp_path / "relay.toml"
+    config.write_text(UNMAPPED_TOML)
+    for name in ("CLOCKIFY_API_KEY", "RELAY_ADMIN_JWT_SECRET", "BLIKK_APP_ID", "TRACKET_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("RELAY_KEY_PREFIX", key_prefix)
+    monkeypatch.setenv("EVERIT_API_KEY", clean_sandbox.config.everit_api_key)
+    monkeypatch.setenv("EVERIT_BASE_URL", clean_sandbox.base_urls["everit"])
+    monkeypatch.setenv("RELAY_CONFIG", str(config))
+    monkeypatch.setenv("COLUMNS", "250")  # rich tables wide enough to assert on
+    monkeypatch.setattr(runtime_module, "_runtime", None)  # restored after the test
+    env = Env(config, monkeypatch)
+    env.reload()
+    yield env
+    current = runtime_module._runtime
+    if current is not None and "redis" in current.__dict__:
+        current.redis.close()
+
+
+def dead_letter(event_type: str = "NEW_TIME_ENTRY", **changes: Any) -> tuple[str, dict[str, Any]]:
+    """Run one event through route's bookkeeping and the real deliver task; it must fail."""
+    rt = runtime_module.runtime()
+    event = envelope(event_type, entry_payload(event_type, **changes))
+    trace.store_envelope(rt.redis, rt.keys, event, rt.settings.trace_ttl)
+    tasks.deliver("everit", event)  # in-process: ConfigurationError → dead letter
+    letters = [x for x in rt.dlq.list() if x.event_id == event["event_id"]]
+    assert len(letters) == 1, "the unmapped entry was not dead-lettered"
+    return letters[0].id, event
+
+
+def new_entry_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+# --- parse_when ------------------------------------------------------------------------------
+
+
+def test_parse_when_forms() -> None:
+    now = 1_800_000_000.0
+    assert ops.parse_when("2h", now) == now - 7200
+    assert ops.parse_when("3d", now) == now - 3 * 86400
+    assert ops.parse_when("90s", now) == now - 90
+    assert ops.parse_when("1W", now) == now - 7 * 86400
+    assert ops.parse_when("2026-03-10") == 1773100800.0
+    assert ops.parse_when("2026-03-10T09:00:00Z") == 1773133200.0
+    assert ops.parse_when("2026-03-10T09:00") == 1773133200.0  # naive means UTC
+    assert ops.parse_when("2026-03-10T10:00:00+01:00") == 1773133200.0
+    for bad in ("", "yesterday", "2h ago", "-3d", "2026-13-01", "12"):
+        with pytest.raises(ops.OpsError):
+            ops.parse_when(bad)
+
+
+def test_filter_refuses_since_after_until() -> None:
+    with pytest.raises(ops.OpsError, match="later than"):
+        ops.LetterFilter.parse(since="2026-03-10", until="2026-03-01")
+
+
+# --- dlq list / show -----------------------------------------------------------------------
+
+
+def test_list_table_json_and_filters(cli: Env) -> None:
+    first, _ = dead_letter("NEW_TIME_ENTRY", id=new_entry_id())
+    second, _ = dead_letter("TIME_ENTRY_UPDATED", id=new_entry_id())
+
+    table = cli.run(dlq, "list")
+    assert table.exit_code == 0, table.output
+    for expected in (first, second, "ConfigurationError", "NEW_TIME_ENTRY", "TIME_ENTRY_UPDATED",
+                     "everit"):
+        assert expected in table.output
+
+    rows = cli.json(dlq, "list")
+    assert [r["id"] for r in rows] == [first, second]  # oldest last failure first
+    assert rows[0]["attempts"] == 1 and rows[0]["error_kind"] == "ConfigurationError"
+    assert rows[0]["last_failure"].endswith("Z")
+
+    updated_only = cli.json(dlq, "list", "--event-type", "TIME_ENTRY_UPDATED")
+    assert [r["id"] for r in updated_only] == [second]
+    assert cli.json(dlq, "list", "--target", "tracket") == []
+    assert len(cli.json(dlq, "list", "--target", "everit", "--since", "1h")) == 2
+    assert cli.json(dlq, "list", "--until", "2000-01-01") == []
+    assert cli.json(dlq, "list", "--since", "2000-01-01T00:00:00Z", "--until", "1s") == []
+
+    bad = cli.run(dlq, "list", "--since", "last tuesday")
+    assert bad.exit_code == 2
+    assert "not a time" in bad.output
+
+
+def test_list_empty_says_so(cli: Env) -> None:
+    result = cli.run(dlq, "list")
+    assert result.exit_code == 0
+    assert "no dead letters" in result.output
+
+
+def test_show_whole_record(cli: Env) -> None:
+    letter_id, event = dead_letter()
+    detail = cli.json(dlq, "show", letter_id)
+    assert detail["id"] == letter_id
+    assert detail["envelope"] == event
+    assert detail["event_id"] == event["event_id"]
+    assert len(detail["history"]) == 1
+    assert detail["history"][0]["kind"] == "ConfigurationError"
+    assert detail["error"]  # the message tells the operator what to add
+
+    table = cli.run(dlq, "show", letter_id)
+    assert table.exit_code == 0
+    assert event["event_id"] in table.output
+    assert "envelope" in table.output
+    assert event["payload"]["id"] in table.output
+
+
+def test_unknown_id_is_exit_1_with_a_message(cli: Env) -> None:
+    for args in (("show", "nope"), ("replay", "nope"), ("purge", "nope")):
+        result = cli.run(dlq, *args)
+        assert result.exit_code == 1, args
+        assert "no dead letter with id 'nope'" in result.output
+
+
+def test_redis_unreachable_is_a_clear_exit_1(cli: Env) -> None:
+    cli.monkeypatch.setenv("REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    cli.reload()
+    result = cli.run(dlq, "list")
+    assert result.exit_code == 1
+    assert "cannot use Redis" in result.output
+    assert "hunter2" not in result.output
+
+
+# --- dlq replay -----------------------------------------------------------------------------
+
+
+def test_replay_failing_again_stays_then_fixed_delivers_once(
+    cli: Env, clean_sandbox: SandboxServer  # noqa: F811
+) -> None:
+    letter_id, event = dead_letter()
+
+    again = cli.run(dlq, "replay", letter_id)
+    assert again.exit_code == 1
+    assert "still failing" in again.output and "ConfigurationError" in again.output
+    [kept] = cli.json(dlq, "list")
+    assert kept["id"] == letter_id and kept["attempts"] == 2
+    assert len(cli.json(dlq, "show", letter_id)["history"]) == 2
+    assert worklogs(clean_sandbox) == []
+
+    cli.write_config(FIXED_TOML)
+    fixed = cli.run(dlq, "replay", letter_id)
+    assert fixed.exit_code == 0, fixed.output
+    assert "replayed" in fixed.output
+    assert cli.json(dlq, "list") == []
+    assert len(worklogs(clean_sandbox)) == 1
+
+    # The letter is gone: replaying it again is an unknown id, and nothing is booked twice.
+    gone = cli.run(dlq, "replay", letter_id)
+    assert gone.exit_code == 1
+    assert len(worklogs(clean_sandbox)) == 1
+
+    # The replay is in the event's trace.
+    view = cli.json(events, "show", event["event_id"])
+    outcomes = [r["outcome"] for r in view["trace"] if r["stage"] == "deliver"]
+    assert outcomes == ["failed", "dead-lettered", "failed", "applied"]
+    assert view["trace"][-1]["remote_ids"]
+    assert view["dead_letters"] == []
+
+
+def test_bulk_dry_run_changes_nothing_then_replays_all(
+    cli: Env, clean_sandbox: SandboxServer  # noqa: F811
+) -> None:
+    ids = [dead_letter(id=new_entry_id())[0] for _ in range(3)]
+    before = cli.json(dlq, "list")
+
+    dry = cli.run(dlq, "replay", "--all", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would replay" in dry.output
+    assert all(i in dry.output for i in ids)
+    dry_json = cli.json(dlq, "replay", "--all", "--dry-run")
+    assert [r["id"] for r in dry_json["results"]] == ids
+    assert all(r["dry_run"] for r in dry_json["results"])
+    assert cli.json(dlq, "list") == before  # attempts and times untouched
+    assert worklogs(clean_sandbox) == []
+
+    still = cli.run(dlq, "replay", ids[0], ids[1])
+    assert still.exit_code == 1
+    assert "still failing: 2" in still.output
+    assert [r["attempts"] for r in cli.json(dlq, "list")] == [1, 2, 2]
+
+    cli.write_config(FIXED_TOML)
+    done = cli.run(dlq, "replay", "--all")
+    assert done.exit_code == 0, done.output
+    assert "replay summary" in done.output
+    assert "replayed: 3, still failing: 0" in done.output
+    assert cli.json(dlq, "list") == []
+    assert len(worklogs(clean_sandbox)) == 3
+
+
+def test_bulk_replay_respects_filters_and_reports_unknown_ids(
+    cli: Env, clean_sandbox: SandboxServer  # noqa: F811
+) -> None:
+    created, _ = dead_letter("NEW_TIME_ENTRY", id=new_entry_id())
+    updated, _ = dead_letter("TIME_ENTRY_UPDATED", id=new_entry_id())
+    cli.write_config(FIXED_TOML)
+
+    report = cli.json(dlq, "replay", "--all", "--event-type", "TIME_ENTRY_UPDATED")
+    assert [(r["id"], r["ok"]) for r in report["results"]] == [(updated, True)]
+    assert [r["id"] for r in cli.json(dlq, "list")] == [created]
+
+    mixed = cli.run(dlq, "replay", created, "missing-id", "-o", "json")
+    assert mixed.exit_code == 1  # one id was unknown
+    results = {r["id"]: r for r in orjson.loads(mixed.stdout)["results"]}
+    assert results[created]["ok"] is True
+    assert results["missing-id"] == {**results["missing-id"], "ok": False, "found": False}
+    assert len(worklogs(clean_sandbox)) == 2
+
+
+@pytest.mark.parametrize("args", [
+    (),                                   # neither ids nor --all
+    ("abc", "--all"),                     # both
+    ("abc", "--target", "everit"),        # filters without --all
+    ("--all", "--force"),                 # force must name ids
+    ("--all", "--since", "soon"),         # bad time
+])
+def test_replay_usage_errors(cli: Env, args: tuple[str, ...]) -> None:
+    dead_letter()
+    before = cli.json(dlq, "list")
+    result = cli.run(dlq, "replay", *args)
+    assert result.exit_code == 2, result.output
+    assert cli.json(dlq, "list") == before
+
+
+# --- dlq purge ------------------------------------------------------------------------------
+
+
+def test_purge_by_id_and_all(cli: Env) -> None:
+    one, _ = dead_letter(id=new_entry_id())
+    two, _ = dead_letter("TIME_ENTRY_UPDATED", id=new_entry_id())
+    three, _ = dead_letter(id=new_entry_id())
+
+    result = cli.run(dlq, "purge", one)
+    assert result.exit_code == 0 and "purged 1" in result.output
+    assert [r["id"] for r in cli.json(dlq, "list")] == [two, three]
+
+    declined = cli.run(dlq, "purge", "--all", input="n\n")
+    assert declined.exit_code == 1  # aborted
+    assert len(cli.json(dlq, "list")) == 2
+
+    filtered = cli.run(dlq, "purge", "--all", "--event-type", "TIME_ENTRY_UPDATED", input="y\n")
+    assert filtered.exit_code == 0, filtered.output
+    assert [r["id"] for r in cli.json(dlq, "list")] == [three]
+
+    assert cli.run(dlq, "purge", "--all", "--yes").exit_code == 0
+    assert cli.json(dlq, "list") == []
+    assert "no dead letters match" in cli.run(dlq, "purge", "--all", "--yes").output
+    assert cli.run(dlq, "purge").exit_code == 2
+
+
+# --- events show ----------------------------------------------------------------------------
+
+
+def test_events_show(cli: Env) -> None:
+    letter_id, event = dead_letter()
+    view = cli.json(events, "show", event["event_id"])
+    assert view["summary"]["event_type"] == "NEW_TIME_ENTRY"
+    assert view["summary"]["entry_id"] == event["entity_id"]
+    assert view["envelope"] == event
+    failed = next(r for r in view["trace"] if r["outcome"] == "failed")
+    assert failed["target"] == "everit" and failed["error_kind"] == "ConfigurationError"
+    assert [d["id"] for d in view["dead_letters"]] == [letter_id]
+
+    table = cli.run(events, "show", event["event_id"])
+    assert table.exit_code == 0
+    for expected in ("NEW_TIME_ENTRY", "dead-lettered", "ConfigurationError", letter_id):
+        assert expected in table.output
+
+    missing = cli.run(events, "show", "no-such-event")
+    assert missing.exit_code == 1
+    assert "no event with id 'no-such-event'" in missing.output
+
+
+# --- admin-token ----------------------------------------------------------------------------
+
+
+def test_admin_token_needs_the_secret(cli: Env) -> None:
+    result = cli.run(admin_token)
+    assert result.exit_code == 1
+    assert "RELAY_ADMIN_JWT_SECRET" in result.output
+
+
+def test_admin_token_mints_a_verifiable_hs256_token(cli: Env) -> None:
+    secret = "s3cret-" + "x" * 32
+    cli.monkeypatch.setenv("RELAY_ADMIN_JWT_SECRET", secret)
+    cli.reload()
+    result = cli.run(admin_token, "--ttl", "120", "--subject", "alice")
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert secret not in result.output
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    claims = ops.verify_admin_token(secret, token)
+    assert claims["sub"] == "alice"
+    assert claims["exp"] - claims["iat"] == 120
+    assert abs(claims["iat"] - time.time()) < 5
+    with pytest.raises(ops.TokenError):
+        ops.verify_admin_token("another-secret-of-enough-length!!", token)
+    assert cli.run(admin_token, "--ttl", "0").exit_code == 2
