@@ -30,19 +30,12 @@ from clockify_relay.sandbox.core import (
     json_response,
     read_json,
 )
+from clockify_relay.sandbox.blikk import BlikkFake
 from clockify_relay.sandbox.everit import EveritFake
 from clockify_relay.sandbox.tracket import TracketFake
 
-FAKES: list[type[FakeTarget]] = [EveritFake, TracketFake, ClockifyFake]
+FAKES: list[type[FakeTarget]] = [EveritFake, TracketFake, ClockifyFake, BlikkFake]
 
-# TODO(remove): the Blikk fake is being written in parallel; once sandbox/blikk.py is in main,
-# import it unconditionally and put BlikkFake in the FAKES literal above.
-try:
-    from clockify_relay.sandbox.blikk import BlikkFake  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - only while blikk.py does not exist yet
-    pass
-else:
-    FAKES.append(BlikkFake)
 
 
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:

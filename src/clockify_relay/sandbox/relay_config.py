@@ -12,10 +12,19 @@ from typing import Any
 from clockify_relay.sandbox.core import SandboxConfig
 
 
+# Catch-all rows ("*") map every Clockify user and project to records the Blikk fake seeds.
+BLIKK_CATCH_ALL = {"users": {"*": 1}, "projects": {"*": {"project_id": 1}}}
+
+
 def sandbox_targets(base_urls: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``[targets.*]`` sections (without secrets) for the sandbox's fakes."""
     return {
         "everit": {"base_url": base_urls["everit"], "defaults": {"issue_id": 10000}},
+        "blikk": {
+            "base_url": base_urls["blikk"],
+            "defaults": {"activity_id": 1, "time_code_id": 1, "time_article_id": 1},
+            **BLIKK_CATCH_ALL,
+        },
         "tracket": {
             "base_url": base_urls["tracket"],
             "defaults": {"item_id": "sandbox-item", "user_id": "sandbox-user"},
@@ -28,6 +37,9 @@ def sandbox_env(config: SandboxConfig, base_urls: Mapping[str, str]) -> dict[str
     return {
         "EVERIT_API_KEY": config.everit_api_key,
         "EVERIT_BASE_URL": base_urls["everit"],
+        "BLIKK_APP_ID": config.blikk_app_id,
+        "BLIKK_APP_SECRET": config.blikk_app_secret,
+        "BLIKK_BASE_URL": base_urls["blikk"],
         "TRACKET_TOKEN": config.tracket_token,
         "TRACKET_BASE_URL": base_urls["tracket"],
     }
@@ -41,17 +53,24 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _key(name: str) -> str:
+    return name if name.replace("_", "").replace("-", "").isalnum() else _toml_value(name)
+
+
+def _table_lines(path: str, table: Mapping[str, Any]) -> list[str]:
+    subtables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+    lines = [f"[{path}]"]
+    lines += [f"{_key(k)} = {_toml_value(v)}" for k, v in table.items() if k not in subtables]
+    for name, sub in subtables.items():
+        lines += ["", *_table_lines(f"{path}.{_key(name)}", sub)]
+    return lines
+
+
 def write_toml(path: Path, targets: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Write a relay config with these ``[targets.*]`` sections (one level of sub-tables)."""
+    """Write a relay config with these ``[targets.*]`` sections."""
     lines = ["# Written by `clockify-relay run --sandbox`: every target points at the sandbox.", ""]
     for name, section in targets.items():
-        lines.append(f"[targets.{name}]")
-        tables = {k: v for k, v in section.items() if isinstance(v, Mapping)}
-        lines += [f"{k} = {_toml_value(v)}" for k, v in section.items() if k not in tables]
-        for table, values in tables.items():
-            lines += ["", f"[targets.{name}.{table}]"]
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        lines.append("")
+        lines += [*_table_lines(f"targets.{name}", section), ""]
     path.write_text("\n".join(lines))
     return path
 

@@ -31,6 +31,8 @@ Credentials and the endpoint come from the environment (``BLIKK_APP_ID``, ``BLIK
     time_code_id = 8
     time_article_id = 9
 
+    # A row keyed "*" in users or projects is the catch-all for ids without their own row.
+
     [targets.blikk.tasks."<clockify task id>"]
     task_id = 77                       # optional Blikk task; or "<id>" = 77
 

@@ -42,7 +42,8 @@ def has_marker(internal_comment: object, entry_id: str) -> bool:
 
 
 def _user_id(entry: TimeEntry, config: BlikkConfig) -> int:
-    user_id = config.users.get(entry.user_id)
+    # "*" is the catch-all row (used by `run --sandbox`, or one shared Blikk user).
+    user_id = config.users.get(entry.user_id, config.users.get("*"))
     if user_id is None:
         who = f"{entry.user_id} ({entry.user_name})" if entry.user_name else entry.user_id
         raise ConfigurationError(
@@ -56,7 +57,7 @@ def _project(entry: TimeEntry, config: BlikkConfig) -> ProjectMapping:
     if entry.project_id is None:
         # No Clockify project: book on the default project kind, if any (may be none at all).
         return ProjectMapping()
-    mapping = config.projects.get(entry.project_id)
+    mapping = config.projects.get(entry.project_id, config.projects.get("*"))
     if mapping is None:
         what = (
             f"{entry.project_id} ({entry.project_name})" if entry.project_name else entry.project_id
