@@ -33,6 +33,8 @@ from clockify_relay.settings import Settings
 log = logging.getLogger("clockify_relay.admin")
 
 MAX_IDS = 1000
+# RFC 7518 §3.2: an HS256 key should have at least as many bits as the hash (256).
+MIN_SECRET_BYTES = 32
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="clockify-relay admin"'}
 Handler = Callable[["AdminApi", Request], Awaitable[Response]]
 
@@ -116,6 +118,12 @@ class AdminApi:
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
         self._replay_lock = threading.Lock()
+        secret = settings.admin_jwt_secret
+        if not secret:
+            log.info("admin API disabled: RELAY_ADMIN_JWT_SECRET is not set")
+        elif len(secret.reveal().encode()) < MIN_SECRET_BYTES:
+            log.warning("RELAY_ADMIN_JWT_SECRET is shorter than %d bytes; use a long random "
+                        "secret (e.g. `openssl rand -hex 32`)", MIN_SECRET_BYTES)
 
     def runtime(self) -> Runtime:
         """The runtime built from the app's settings (not the environment), on first use."""
