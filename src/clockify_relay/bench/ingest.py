@@ -261,6 +261,8 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
         "uvicorn": UVICORN_SETTINGS,
         "body_bytes": len(SAMPLE_BODY),
         "event_type": SAMPLE_EVENT_TYPE,
+        # Other work on the machine skews every figure; the 1-minute load average shows it.
+        "load_average_at_start": round(os.getloadavg()[0], 2),
     }
     receiver: ServerProcess | None = None
     baseline: ServerProcess | None = None
@@ -329,6 +331,7 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
         baseline_rps = float(baseline_report["max"]["requests_per_second"])
         ratio = round(receiver_rps / baseline_rps, 3) if baseline_rps else None
         report["ratio"] = ratio
+        report["load_average_at_end"] = round(os.getloadavg()[0], 2)
         p99 = receiver_report["fixed_rate"]["latency_ms"].get("p99")
         report["targets"] = {
             "throughput_ratio": _target(ratio, TARGET_RATIO, higher_is_better=True),
