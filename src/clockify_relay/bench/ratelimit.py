@@ -284,8 +284,9 @@ def run_ratelimit(options: RatelimitOptions, progress: Progress = lambda _: None
         workers: list[dict[str, Any]] = []
         if options.mode == "processes":
             for child in processes:
-                out, _ = child.communicate(timeout=60)
-                if child.returncode != 0:
+                assert child.stdout is not None
+                out = child.stdout.read()
+                if child.wait(timeout=60) != 0:
                     raise RuntimeError(f"a worker process failed; logs in {workdir}")
                 workers.append(json.loads(out.strip().splitlines()[-1]))
         else:
