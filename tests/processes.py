@@ -20,8 +20,12 @@ from clockify_relay.embedded_redis import free_port
 def relay_env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
     """Environment for a relay process bound to the test Redis and prefix."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "CLOCKIFY_"))}
-    env.update(REDIS_URL=redis_url, RELAY_KEY_PREFIX=key_prefix, RELAY_LOG_LEVEL="INFO",
-               PYTHONUNBUFFERED="1")
+    env.update(
+        REDIS_URL=redis_url,
+        RELAY_KEY_PREFIX=key_prefix,
+        RELAY_LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
@@ -39,7 +43,10 @@ class RelayProcess:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "clockify_relay", *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -100,8 +107,12 @@ def _answers(url: str) -> bool:
         return False
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
-               interval: float = 0.1) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.1,
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -18,12 +18,26 @@ pytestmark = pytest.mark.integration
 
 def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
     port, sandbox_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_"))
+    }
     env["PYTHONUNBUFFERED"] = "1"
     relay = RelayProcess(
-        ["run", "--sandbox", "--port", str(port), "--sandbox-port", str(sandbox_port),
-         "--data-dir", str(tmp_path / "data"), "--concurrency", "2"], env,
+        [
+            "run",
+            "--sandbox",
+            "--port",
+            str(port),
+            "--sandbox-port",
+            str(sandbox_port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--concurrency",
+            "2",
+        ],
+        env,
     ).start()
     try:
         relay.wait_for_log("ready.", timeout=60)
@@ -32,20 +46,27 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
         response = httpx.post(
             f"http://127.0.0.1:{port}/webhooks/clockify",
             content=fixture_bytes("NEW_TIME_ENTRY"),
-            headers={"Clockify-Webhook-Event-Type": "NEW_TIME_ENTRY",
-                     "Clockify-Signature": token.group(1)},
+            headers={
+                "Clockify-Webhook-Event-Type": "NEW_TIME_ENTRY",
+                "Clockify-Signature": token.group(1),
+            },
         )
         assert response.status_code == 202, response.text
 
         def booked() -> dict[str, int] | None:
             state = httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/state").json()
-            counts = {"everit": len(state["everit"]["worklogs"]),
-                      "blikk": len(state["blikk"]["timereports"]),
-                      "tracket": len(state["tracket"]["worklogs"])}
+            counts = {
+                "everit": len(state["everit"]["worklogs"]),
+                "blikk": len(state["blikk"]["timereports"]),
+                "tracket": len(state["tracket"]["worklogs"]),
+            }
             return counts if all(counts.values()) else None
 
         assert wait_until(booked, timeout=60, what="all three targets booked") == {
-            "everit": 1, "blikk": 1, "tracket": 1}
+            "everit": 1,
+            "blikk": 1,
+            "tracket": 1,
+        }
         # The embedded Redis persists under --data-dir (AOF).
         assert any((tmp_path / "data" / "redis").rglob("*.aof*"))
         assert token.group(1) not in relay.log().replace(token.group(0), "")

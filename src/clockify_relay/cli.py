@@ -7,10 +7,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from clockify_relay.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from clockify_relay.sandbox.server import SandboxServer
 
 
 def _apply_config(config: str | None) -> None:
@@ -20,7 +24,9 @@ def _apply_config(config: str | None) -> None:
 
 
 @click.group()
-@click.option("--config", "config", envvar="RELAY_CONFIG", help="TOML config file (mappings, rules).")
+@click.option(
+    "--config", "config", envvar="RELAY_CONFIG", help="TOML config file (mappings, rules)."
+)
 def main(config: str | None) -> None:
     """clockify-relay: Clockify webhooks fanned out to Everit, Blikk, Tracket and more."""
     _apply_config(config)
@@ -54,9 +60,15 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def worker_argv(concurrency: int, beat: bool = False) -> list[str]:
-    argv = ["worker", "--concurrency", str(concurrency), "--loglevel",
-            os.environ.get("RELAY_LOG_LEVEL", "info").upper(), "--without-gossip",
-            "--without-mingle"]
+    argv = [
+        "worker",
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        os.environ.get("RELAY_LOG_LEVEL", "info").upper(),
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if beat:
         argv.append("--beat")
     return argv
@@ -64,8 +76,12 @@ def worker_argv(concurrency: int, beat: bool = False) -> list[str]:
 
 @main.command()
 @click.option("--concurrency", default=2, show_default=True, type=int)
-@click.option("--beat/--no-beat", default=False, show_default=True,
-              help="also run the scheduler (exactly one process per deployment may)")
+@click.option(
+    "--beat/--no-beat",
+    default=False,
+    show_default=True,
+    help="also run the scheduler (exactly one process per deployment may)",
+)
 def worker(concurrency: int, beat: bool) -> None:
     """Run a Celery worker that delivers queued events."""
     from clockify_relay.pipeline.celery_app import app
@@ -77,13 +93,23 @@ def worker(concurrency: int, beat: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--concurrency", default=2, show_default=True, type=int)
-@click.option("--data-dir", default=".relay-data", show_default=True, type=click.Path(path_type=Path),
-              help="where the embedded Redis keeps its AOF when REDIS_URL is not set")
-@click.option("--sandbox", "with_sandbox", is_flag=True,
-              help="also run the sandbox fakes and point every target at them")
+@click.option(
+    "--data-dir",
+    default=".relay-data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="where the embedded Redis keeps its AOF when REDIS_URL is not set",
+)
+@click.option(
+    "--sandbox",
+    "with_sandbox",
+    is_flag=True,
+    help="also run the sandbox fakes and point every target at them",
+)
 @click.option("--sandbox-port", default=9000, show_default=True, type=int)
-def run(host: str, port: int, concurrency: int, data_dir: Path, with_sandbox: bool,
-        sandbox_port: int) -> None:
+def run(
+    host: str, port: int, concurrency: int, data_dir: Path, with_sandbox: bool, sandbox_port: int
+) -> None:
     """Receiver, worker and scheduler together on one machine (embedded Redis if no REDIS_URL)."""
     from clockify_relay.embedded_redis import EmbeddedRedis
 
@@ -98,8 +124,15 @@ def run(host: str, port: int, concurrency: int, data_dir: Path, with_sandbox: bo
         sandbox_server = _start_sandbox_mode(sandbox_port, data_dir)
     os.environ.setdefault("RELAY_BEAT_SCHEDULE_FILE", str(data_dir / "beat-schedule"))
     worker_process = subprocess.Popen(
-        [sys.executable, "-m", "clockify_relay", "worker", "--concurrency", str(concurrency),
-         "--beat"],
+        [
+            sys.executable,
+            "-m",
+            "clockify_relay",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--beat",
+        ],
         env=dict(os.environ),
     )
     try:
@@ -125,12 +158,12 @@ def scheduler() -> None:
     app.Beat(loglevel=os.environ.get("RELAY_LOG_LEVEL", "info").upper()).run()
 
 
-def _start_sandbox_mode(port: int, data_dir: Path) -> object:
+def _start_sandbox_mode(port: int, data_dir: Path) -> SandboxServer:
     """Start the sandbox in this process and point the relay's environment at it."""
     from clockify_relay.sandbox import relay_config
-    from clockify_relay.sandbox.server import SandboxServer
+    from clockify_relay.sandbox.server import SandboxServer as Server
 
-    server = SandboxServer(port=port).start()
+    server = Server(port=port).start()
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = relay_config.write_toml(
         data_dir / "sandbox-relay.toml", relay_config.sandbox_targets(server.base_urls)
@@ -158,7 +191,9 @@ def sandbox(host: str, port: int) -> None:
 
 @main.command()
 @click.option("--probe", is_flag=True, help="also call each enabled target with its credentials")
-@click.option("--lookups", is_flag=True, help="list Blikk users, projects, activities, … for mapping")
+@click.option(
+    "--lookups", is_flag=True, help="list Blikk users, projects, activities, … for mapping"
+)
 def check(probe: bool, lookups: bool) -> None:
     """Validate the configuration (and optionally probe every enabled target)."""
     from clockify_relay.clockify.verify import WebhookVerifier
@@ -169,11 +204,15 @@ def check(probe: bool, lookups: bool) -> None:
     problems = 0
     verifier = WebhookVerifier(rt.settings)
     if not verifier.configured:
-        click.echo("webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY")
+        click.echo(
+            "webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY"
+        )
         problems += 1
     else:
-        click.echo(f"webhooks: {len(rt.settings.webhook_tokens)} token(s)"
-                   + (", add-on JWT verification on" if verifier.addon_enabled else ""))
+        click.echo(
+            f"webhooks: {len(rt.settings.webhook_tokens)} token(s)"
+            + (", add-on JWT verification on" if verifier.addon_enabled else "")
+        )
     targets = rt.enabled_targets()
     click.echo(f"targets enabled: {', '.join(targets) or 'none'}")
     for target in targets:
@@ -207,13 +246,10 @@ def run_cli() -> None:
 def _register_subcommands() -> None:
     """Command groups that live beside the modules they drive."""
     from clockify_relay.bench.cli import bench
-    from clockify_relay.cli_ops import dlq, events
+    from clockify_relay.cli_ops import admin_token, dlq, events
 
-    for group in (dlq, events, bench):
-        main.add_command(group)
+    for command in (dlq, events, admin_token, bench):
+        main.add_command(command)
 
 
-try:
-    _register_subcommands()
-except ImportError:  # pragma: no cover - while a group is being written
-    pass
+_register_subcommands()

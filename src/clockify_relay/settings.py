@@ -10,6 +10,7 @@ Every key is documented in README.md ("Configuration").
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from typing import Any
 
 from clockify_relay.errors import ConfigurationError
 
+DEFAULT_BEAT_SCHEDULE = str(Path(tempfile.gettempdir()) / "clockify-relay-beat-schedule")
 BUNDLED_ADDON_PUBLIC_KEY = Path(__file__).parent / "clockify" / "clockify-addon-public-key.pem"
 
 
@@ -92,7 +94,7 @@ class Settings:
 
     # Worker.
     visibility_timeout: int = 600
-    beat_schedule_file: str = "/tmp/clockify-relay-beat-schedule"
+    beat_schedule_file: str = DEFAULT_BEAT_SCHEDULE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     # Admin API.
@@ -248,7 +250,7 @@ def load_settings(
             env, "RELAY_VISIBILITY_TIMEOUT", int(relay.get("visibility_timeout", 600))
         ),
         beat_schedule_file=env.get("RELAY_BEAT_SCHEDULE_FILE")
-        or "/tmp/clockify-relay-beat-schedule",
+        or DEFAULT_BEAT_SCHEDULE,
         retry=_retry_policy(doc.get("retry", {})),
         admin_jwt_secret=Secret(admin_secret) if admin_secret else None,
         clockify_api_key=Secret(api_key) if api_key else None,

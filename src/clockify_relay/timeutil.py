@@ -12,7 +12,7 @@ from clockify_relay.settings import Settings
 
 
 def owner_zone(entry: TimeEntry, settings: Settings) -> ZoneInfo:
-    """The owner's zone: the payload's ``timeZone``, else ``[users.<id>].timezone``, else default."""
+    """The owner's zone: payload ``timeZone``, else ``[users.<id>].timezone``, else default."""
     user_section = settings.raw.get("users", {}).get(entry.user_id, {})
     name = entry.time_zone or user_section.get("timezone") or settings.default_timezone
     try:
@@ -34,8 +34,11 @@ class LocalSpan:
     @property
     def seconds(self) -> int:
         # Subtract in UTC so a DST change inside the span counts the real elapsed time.
-        return int((self.end.astimezone(ZoneInfo("UTC")) - self.start.astimezone(ZoneInfo("UTC")))
-                   .total_seconds())
+        return int(
+            (
+                self.end.astimezone(ZoneInfo("UTC")) - self.start.astimezone(ZoneInfo("UTC"))
+            ).total_seconds()
+        )
 
 
 def split_by_local_day(start: datetime, end: datetime, zone: ZoneInfo) -> list[LocalSpan]:

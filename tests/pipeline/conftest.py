@@ -44,7 +44,9 @@ def everit_section(sandbox: SandboxServer, **extra: Any) -> dict[str, Any]:
 def everit_settings(settings: Settings, clean_sandbox: SandboxServer) -> Settings:
     return settings.with_changes(
         targets={"everit": everit_section(clean_sandbox)},
-        retry=settings.retry.__class__(max_attempts=3, base_delay=0.05, max_delay=1, max_countdown=2),
+        retry=settings.retry.__class__(
+            max_attempts=3, base_delay=0.05, max_delay=1, max_countdown=2
+        ),
     )
 
 
@@ -55,7 +57,9 @@ def rt(everit_settings: Settings) -> Iterator[Runtime]:
     runtime.redis.close()
 
 
-def envelope(event_type: str, payload: dict[str, Any], sequence: int | None = None) -> dict[str, Any]:
+def envelope(
+    event_type: str, payload: dict[str, Any], sequence: int | None = None
+) -> dict[str, Any]:
     """An envelope as ingest makes it (sequence given, or the next of a test counter)."""
     return {
         "event_id": uuid.uuid4().hex,

@@ -28,11 +28,19 @@ TOKEN = "e2e-delivery-token"
 pytestmark = pytest.mark.integration
 
 
-def relay_config(tmp_path: Path, sandbox: SandboxServer, account: str | None = None,
-                 **retry: float) -> Path:
-    retry_lines = "\n".join(f"{k} = {v}" for k, v in
-                            {"max_attempts": 4, "base_delay": 0.2, "max_delay": 2,
-                             "max_countdown": 2, **retry}.items())
+def relay_config(
+    tmp_path: Path, sandbox: SandboxServer, account: str | None = None, **retry: float
+) -> Path:
+    retry_lines = "\n".join(
+        f"{k} = {v}"
+        for k, v in {
+            "max_attempts": 4,
+            "base_delay": 0.2,
+            "max_delay": 2,
+            "max_countdown": 2,
+            **retry,
+        }.items()
+    )
     users = f'\n[targets.everit.users."{USER_ANNA}"]\naccount_id = "{account}"\n' if account else ""
     path = tmp_path / "relay.toml"
     path.write_text(
@@ -41,7 +49,7 @@ def relay_config(tmp_path: Path, sandbox: SandboxServer, account: str | None = N
 {retry_lines}
 
 [targets.everit]
-base_url = "{sandbox.base_urls['everit']}"
+base_url = "{sandbox.base_urls["everit"]}"
 timeout = 3
 
 [targets.everit.defaults]
@@ -54,10 +62,16 @@ issue_id = 10000
 class Relay:
     """Receiver + worker processes against the sandbox, and ways to look inside."""
 
-    def __init__(self, redis_url: str, key_prefix: str, sandbox: SandboxServer, config: Path) -> None:
+    def __init__(
+        self, redis_url: str, key_prefix: str, sandbox: SandboxServer, config: Path
+    ) -> None:
         self.env = relay_env(
-            redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS=TOKEN, RELAY_CONFIG=str(config),
-            EVERIT_API_KEY=sandbox.config.everit_api_key, RELAY_VISIBILITY_TIMEOUT="8",
+            redis_url,
+            key_prefix,
+            CLOCKIFY_WEBHOOK_TOKENS=TOKEN,
+            RELAY_CONFIG=str(config),
+            EVERIT_API_KEY=sandbox.config.everit_api_key,
+            RELAY_VISIBILITY_TIMEOUT="8",
         )
         self.sandbox = sandbox
         self.redis = redis.Redis.from_url(redis_url)
@@ -69,7 +83,8 @@ class Relay:
     def post(self, fixture: str, body: bytes | None = None) -> dict[str, Any]:
         event_type = fixture.split("__")[0]
         response = httpx.post(
-            self.url + "/webhooks/clockify", content=body or fixture_bytes(fixture),
+            self.url + "/webhooks/clockify",
+            content=body or fixture_bytes(fixture),
             headers={"Clockify-Webhook-Event-Type": event_type, "Clockify-Signature": TOKEN},
         )
         assert response.status_code in (200, 202), response.text
@@ -77,8 +92,11 @@ class Relay:
         return result
 
     def outcomes(self, event_id: str) -> list[str]:
-        return [r.get("outcome", "") for r in trace.read(self.redis, self.keys, event_id)[1]
-                if r.get("stage") == "deliver"]
+        return [
+            r.get("outcome", "")
+            for r in trace.read(self.redis, self.keys, event_id)[1]
+            if r.get("stage") == "deliver"
+        ]
 
     def settled(self, event_id: str) -> bool:
         done = {"applied", "deleted", "skipped", "dead-lettered"}
@@ -95,7 +113,9 @@ class Relay:
 
 
 @pytest.fixture
-def relay(redis_url: str, key_prefix: str, sandbox: SandboxServer, tmp_path: Path) -> Iterator[Relay]:
+def relay(
+    redis_url: str, key_prefix: str, sandbox: SandboxServer, tmp_path: Path
+) -> Iterator[Relay]:
     sandbox.reset()
     running = Relay(redis_url, key_prefix, sandbox, relay_config(tmp_path, sandbox))
     yield running
@@ -141,12 +161,17 @@ def test_503_several_times_then_success(relay: Relay) -> None:
     assert relay.dlq.count() == 0
 
 
-def test_400_goes_to_dlq_then_replay_delivers_once(relay: Relay, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_400_goes_to_dlq_then_replay_delivers_once(
+    relay: Relay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     relay.sandbox.inject_fault(
-        "everit", status=400, count=1,
-        body={"fieldErrors": [{"errorType": "InvalidByJira", "field": "issueId"}],
-              "additionalErrors": []},
+        "everit",
+        status=400,
+        count=1,
+        body={
+            "fieldErrors": [{"errorType": "InvalidByJira", "field": "issueId"}],
+            "additionalErrors": [],
+        },
     )
     created = relay.post("NEW_TIME_ENTRY")
     assert relay.wait_settled(created["event_id"])[-1] == "dead-lettered"
@@ -168,13 +193,20 @@ def test_400_goes_to_dlq_then_replay_delivers_once(relay: Relay, tmp_path: Path,
 
 
 def test_config_error_479_then_fixed_config_and_replay(
-    redis_url: str, key_prefix: str, sandbox: SandboxServer, tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+    sandbox: SandboxServer,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sandbox.reset()
     httpx.put(sandbox.url + "/_sandbox/everit/forbidden-accounts", json=["acc-without-license"])
-    relay = Relay(redis_url, key_prefix, sandbox,
-                  relay_config(tmp_path, sandbox, account="acc-without-license"))
+    relay = Relay(
+        redis_url,
+        key_prefix,
+        sandbox,
+        relay_config(tmp_path, sandbox, account="acc-without-license"),
+    )
     try:
         created = relay.post("NEW_TIME_ENTRY")
         assert relay.wait_settled(created["event_id"])[-1] == "dead-lettered"
@@ -225,12 +257,16 @@ def test_worker_killed_mid_delivery_never_doubles(relay: Relay) -> None:
 
 
 def test_no_secret_in_trace_or_logs(relay: Relay) -> None:
-    relay.sandbox.inject_fault("everit", status=401, count=1,
-                               body={"error": "bad key", "apiKey": "sandbox-everit-key"})
+    relay.sandbox.inject_fault(
+        "everit", status=401, count=1, body={"error": "bad key", "apiKey": "sandbox-everit-key"}
+    )
     created = relay.post("NEW_TIME_ENTRY")
     relay.wait_settled(created["event_id"])
     envelope, records = trace.read(relay.redis, relay.keys, created["event_id"])
-    text = orjson.dumps(records).decode() + orjson.dumps([l.to_json() for l in relay.dlq.list()]).decode()
+    text = (
+        orjson.dumps(records).decode()
+        + orjson.dumps([l.to_json() for l in relay.dlq.list()]).decode()
+    )
     assert "sandbox-everit-key" not in text
     assert TOKEN not in text
     logs = relay.worker.log() + relay.receiver.log()

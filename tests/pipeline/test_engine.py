@@ -51,7 +51,9 @@ def test_update_before_create(rt: Runtime, clean_sandbox: SandboxServer) -> None
     assert only["description"] == html.unescape(updated["description"])
 
 
-def test_update_processed_after_a_later_arriving_create(rt: Runtime, clean_sandbox: SandboxServer) -> None:
+def test_update_processed_after_a_later_arriving_create(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
     # NEW arrived second (seq 2) but is processed first; the earlier UPDATED (seq 1) still applies
     # because a create never advances "last applied".
     updated = entry_payload("TIME_ENTRY_UPDATED")
@@ -64,7 +66,10 @@ def test_update_processed_after_a_later_arriving_create(rt: Runtime, clean_sandb
 def test_delete_before_create_resurrects_nothing(rt: Runtime, clean_sandbox: SandboxServer) -> None:
     assert deliver(rt, envelope("TIME_ENTRY_DELETED", entry_payload(), 1)) == "deleted"
     assert deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 2)) == "skipped"
-    assert deliver(rt, envelope("TIME_ENTRY_UPDATED", entry_payload("TIME_ENTRY_UPDATED"), 3)) == "skipped"
+    assert (
+        deliver(rt, envelope("TIME_ENTRY_UPDATED", entry_payload("TIME_ENTRY_UPDATED"), 3))
+        == "skipped"
+    )
     assert worklogs(clean_sandbox) == []
 
 
@@ -72,7 +77,10 @@ def test_restore_revives_after_delete(rt: Runtime, clean_sandbox: SandboxServer)
     deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     deliver(rt, envelope("TIME_ENTRY_DELETED", entry_payload(), 2))
     assert worklogs(clean_sandbox) == []
-    assert deliver(rt, envelope("TIME_ENTRY_RESTORED", entry_payload("TIME_ENTRY_RESTORED"), 3)) == "applied"
+    assert (
+        deliver(rt, envelope("TIME_ENTRY_RESTORED", entry_payload("TIME_ENTRY_RESTORED"), 3))
+        == "applied"
+    )
     assert len(worklogs(clean_sandbox)) == 1
     # A restore older than the delete does not revive.
     deliver(rt, envelope("TIME_ENTRY_DELETED", entry_payload(), 4))
@@ -80,7 +88,9 @@ def test_restore_revives_after_delete(rt: Runtime, clean_sandbox: SandboxServer)
     assert worklogs(clean_sandbox) == []
 
 
-def test_old_delete_after_newer_restore_is_skipped(rt: Runtime, clean_sandbox: SandboxServer) -> None:
+def test_old_delete_after_newer_restore_is_skipped(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
     deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     deliver(rt, envelope("TIME_ENTRY_RESTORED", entry_payload(), 3))
     assert deliver(rt, envelope("TIME_ENTRY_DELETED", entry_payload(), 2)) == "skipped"
@@ -98,7 +108,10 @@ def test_edits_a_b_a_end_as_a(rt: Runtime, clean_sandbox: SandboxServer) -> None
 def test_stale_update_is_skipped(rt: Runtime, clean_sandbox: SandboxServer) -> None:
     deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(description="first"), 1))
     deliver(rt, envelope("TIME_ENTRY_UPDATED", entry_payload(description="newest"), 3))
-    assert deliver(rt, envelope("TIME_ENTRY_UPDATED", entry_payload(description="older"), 2)) == "skipped"
+    assert (
+        deliver(rt, envelope("TIME_ENTRY_UPDATED", entry_payload(description="older"), 2))
+        == "skipped"
+    )
     assert worklogs(clean_sandbox)[0]["description"] == "newest"
 
 
@@ -143,7 +156,9 @@ def test_unmapped_entry_is_a_configuration_error_naming_it(
     assert worklogs(clean_sandbox) == []
 
 
-def test_transient_failure_leaves_nothing_pending(rt: Runtime, clean_sandbox: SandboxServer) -> None:
+def test_transient_failure_leaves_nothing_pending(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
     clean_sandbox.inject_fault("everit", status=503, count=1)
     with pytest.raises(TransientError):
         deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1))

@@ -33,7 +33,8 @@ class ClockifyClient(BaseClient):
         key or a wrong workspace never reads as a wave of deletions.
         """
         response = self.request(
-            "GET", f"/v1/workspaces/{workspace_id}/time-entries/{entry_id}",
+            "GET",
+            f"/v1/workspaces/{workspace_id}/time-entries/{entry_id}",
             allow_statuses=frozenset({404}),
         )
         if response.status_code == 404:

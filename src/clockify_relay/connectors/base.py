@@ -72,5 +72,5 @@ class Connector(ABC):
         """Check credentials and reachability; return a one-line description for ``check``."""
         return "no probe"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most connectors have nothing to do
         """Release connections."""

@@ -19,6 +19,8 @@ def connector_class(name: str) -> type[Connector]:
     try:
         module_name, _, attr = CONNECTORS[name].partition(":")
     except KeyError:
-        raise ConfigurationError(f"unknown target {name!r}; known: {', '.join(CONNECTORS)}") from None
+        raise ConfigurationError(
+            f"unknown target {name!r}; known: {', '.join(CONNECTORS)}"
+        ) from None
     cls: type[Connector] = getattr(import_module(module_name), attr)
     return cls

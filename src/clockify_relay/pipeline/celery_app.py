@@ -24,7 +24,9 @@ PARKED_RELEASE_INTERVAL = 5.0  # seconds
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for these settings."""
-    app = Celery("clockify_relay", broker=redis_url(settings), include=["clockify_relay.pipeline.tasks"])
+    app = Celery(
+        "clockify_relay", broker=redis_url(settings), include=["clockify_relay.pipeline.tasks"]
+    )
     app.conf.update(
         task_default_queue=QUEUE,
         task_acks_late=True,
@@ -37,7 +39,7 @@ def make_celery(settings: Settings) -> Celery:
             "global_keyprefix": settings.key_prefix,
             "visibility_timeout": settings.visibility_timeout,
             # Sweep for messages a killed worker left unacked every few seconds (kombu's default
-            # is every 10 × 10 s), so they come back soon after the visibility timeout.
+            # is every 10 x 10 s), so they come back soon after the visibility timeout.
             "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 4)),
             "unacked_restore_throttle": 1,
         },

@@ -68,7 +68,9 @@ class DeadLetterQueue:
         self.client = client
         self.keys = keys
 
-    def add(self, target: str, envelope: Mapping[str, Any], exc: RelayError, attempts: int) -> DeadLetter:
+    def add(
+        self, target: str, envelope: Mapping[str, Any], exc: RelayError, attempts: int
+    ) -> DeadLetter:
         """Record a failed delivery (or one more failure of a known one)."""
         now = time.time()
         letter_id = dlq_id(target, str(envelope["event_id"]))
@@ -82,9 +84,16 @@ class DeadLetterQueue:
             letter.history = [*letter.history, failure][-HISTORY_KEPT:]
         else:
             letter = DeadLetter(
-                id=letter_id, target=target, envelope=dict(envelope), error_kind=exc.kind,
-                error=exc.message, attempts=attempts, first_failure=now, last_failure=now,
-                status=exc.status, history=[failure],
+                id=letter_id,
+                target=target,
+                envelope=dict(envelope),
+                error_kind=exc.kind,
+                error=exc.message,
+                attempts=attempts,
+                first_failure=now,
+                last_failure=now,
+                status=exc.status,
+                history=[failure],
             )
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keys.dlq, letter_id, orjson.dumps(letter.to_json()))
@@ -105,17 +114,17 @@ class DeadLetterQueue:
         until: float | None = None,
     ) -> list[DeadLetter]:
         """Dead letters, oldest last failure first, filtered."""
-        ids = self.client.zrangebyscore(
-            self.keys.dlq_index, since if since is not None else "-inf",
+        ids: list[bytes] = self.client.zrangebyscore(  # type: ignore[assignment]
+            self.keys.dlq_index,
+            since if since is not None else "-inf",
             until if until is not None else "+inf",
         )
         if not ids:
             return []
-        letters = (
-            _decode(raw) for raw in self.client.hmget(self.keys.dlq, ids) if raw is not None
-        )
+        letters = (_decode(raw) for raw in self.client.hmget(self.keys.dlq, ids) if raw is not None)
         return [
-            letter for letter in letters
+            letter
+            for letter in letters
             if (target is None or letter.target == target)
             and (event_type is None or letter.event_type == event_type)
         ]
@@ -135,7 +144,7 @@ class DeadLetterQueue:
         return int(self.client.hlen(self.keys.dlq))
 
 
-def _decode(raw: bytes) -> DeadLetter:
+def _decode(raw: bytes | str) -> DeadLetter:
     data = orjson.loads(raw)
     for derived in ("event_id", "event_type", "entity_id"):
         data.pop(derived, None)

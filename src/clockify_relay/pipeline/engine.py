@@ -67,7 +67,7 @@ class EntryState:
         self.client = client
         self.key = key
         self.ttl = ttl
-        raw = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+        raw = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
         self.ids = {k[3:]: v for k, v in raw.items() if k.startswith("id:")}
         self.pending = {k[8:] for k in raw if k.startswith("pending:")}
         self.applied_seq = int(raw.get("applied_seq", 0))
@@ -75,10 +75,10 @@ class EntryState:
         self.tombstone_seq = int(tombstone) if tombstone is not None else None
         self.owner = raw.get("owner")
 
-    def _write(self, mapping: Mapping[str, str | int] | None = None, *remove: str) -> None:
+    def _write(self, mapping: dict[Any, Any] | None = None, *remove: str) -> None:
         pipe = self.client.pipeline(transaction=True)
         if mapping:
-            pipe.hset(self.key, mapping=dict(mapping))
+            pipe.hset(self.key, mapping=mapping)
         if remove:
             pipe.hdel(self.key, *remove)
         pipe.expire(self.key, self.ttl)
@@ -121,6 +121,10 @@ class EntryState:
             self._write(None, "tombstone_seq")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def out_of_scope(entry: TimeEntry, section: Mapping[str, Any]) -> str | None:
     """Why this target books nothing for the entry, or None when it is in scope."""
     if entry.is_break and not section.get("book_breaks", False):
@@ -157,8 +161,9 @@ class Delivery:
     @contextmanager
     def locked(self, entry_id: str) -> Iterator[None]:
         lock = self.client.lock(
-            self.keys.lock(self.target, entry_id), timeout=self.lock_seconds,
-            blocking_timeout=LOCK_WAIT
+            self.keys.lock(self.target, entry_id),
+            timeout=self.lock_seconds,
+            blocking_timeout=LOCK_WAIT,
         )
         if not lock.acquire():
             raise TransientError(f"{self.target}: entry {entry_id} is busy in another delivery")
@@ -174,8 +179,9 @@ class Delivery:
         """Bring the target in line with this event; raises only relay errors."""
         entry_id = str(envelope["entity_id"])
         with self.locked(entry_id):
-            state = EntryState(self.client, self.keys.entry_state(self.target, entry_id),
-                               self.state_ttl)
+            state = EntryState(
+                self.client, self.keys.entry_state(self.target, entry_id), self.state_ttl
+            )
             if force and state.pending:
                 # The operator checked the target and asked for the create to be made again.
                 for booking_key in list(state.pending):
@@ -224,7 +230,9 @@ class Delivery:
                 if event_type != "TIME_ENTRY_RESTORED":
                     return skipped("entry was deleted (tombstone); only a restore revives it")
                 if sequence <= state.tombstone_seq:
-                    return skipped(f"restore #{sequence} is older than delete #{state.tombstone_seq}")
+                    return skipped(
+                        f"restore #{sequence} is older than delete #{state.tombstone_seq}"
+                    )
                 state.revive()
             outcome = self._apply(entry, state, event_type)
             state.advance(sequence)
@@ -257,7 +265,9 @@ class Delivery:
         outcome.remote_ids = dict(state.ids)
         return outcome
 
-    def _create(self, entry: TimeEntry, state: EntryState, booking: Booking, outcome: Outcome) -> None:
+    def _create(
+        self, entry: TimeEntry, state: EntryState, booking: Booking, outcome: Outcome
+    ) -> None:
         if booking.key in state.pending:
             found = self._find_pending(entry, state, booking)
             if found is not None:

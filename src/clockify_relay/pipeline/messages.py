@@ -28,7 +28,9 @@ def json_escape(raw: bytes) -> bytes:
     return orjson.dumps(raw.decode("utf-8"))[1:-1]
 
 
-def task_message(task_name: str, task_id: str, body_head: bytes, body_tail: bytes) -> tuple[bytes, bytes]:
+def task_message(
+    task_name: str, task_id: str, body_head: bytes, body_tail: bytes
+) -> tuple[bytes, bytes]:
     """The kombu message around a task body ``body_head + <gap> + body_tail``.
 
     Returns (head, tail) so a caller (the ingest Lua script) can put a value — the arrival

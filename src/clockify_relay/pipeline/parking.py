@@ -33,13 +33,16 @@ RELEASE_BATCH = 500
 def deliver_message(args: list[Any], kwargs: dict[str, Any]) -> bytes:
     """A complete Celery message for ``deliver(*args, **kwargs)``."""
     task_id = str(uuid.uuid4())
-    body = orjson.dumps([args, kwargs, {"callbacks": None, "errbacks": None, "chain": None,
-                                        "chord": None}])
+    body = orjson.dumps(
+        [args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    )
     head, tail = task_message(DELIVER_TASK, task_id, body, b"")
     return head + tail
 
 
-def park(client: redis.Redis, keys: Keys, delay: float, args: list[Any], kwargs: dict[str, Any]) -> float:
+def park(
+    client: redis.Redis, keys: Keys, delay: float, args: list[Any], kwargs: dict[str, Any]
+) -> float:
     """Park a delivery for ``delay`` seconds; returns when it is due (epoch seconds)."""
     due = time.time() + delay
     client.zadd(keys.parked, {deliver_message(args, kwargs): due})

@@ -33,9 +33,9 @@ class Runtime:
     def enabled_targets(self) -> list[str]:
         """Targets configured under [targets.*] and not ``enabled = false``, in registry order."""
         return [
-            name for name in CONNECTORS
-            if name in self.settings.targets
-            and self.settings.targets[name].get("enabled", True)
+            name
+            for name in CONNECTORS
+            if name in self.settings.targets and self.settings.targets[name].get("enabled", True)
         ]
 
     def connector(self, target: str) -> Connector:
@@ -52,7 +52,11 @@ class Runtime:
 
                 reread = ClockifyClient(self.settings)
             self._deliveries[target] = Delivery(
-                connector, self.redis, self.keys, self.settings.state_ttl, reread,
+                connector,
+                self.redis,
+                self.keys,
+                self.settings.state_ttl,
+                reread,
                 lock_timeout(self.settings.visibility_timeout),
             )
         return self._deliveries[target]

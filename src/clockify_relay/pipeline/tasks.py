@@ -38,10 +38,16 @@ def route(envelope: dict[str, Any]) -> None:
         trace.store_envelope(rt.redis, rt.keys, envelope, ttl)
         targets = rt.enabled_targets() if envelope["event_type"] in TIME_ENTRY_EVENTS else []
         for target in targets:
-            deliver.apply_async(args=[target, envelope])
+            deliver.apply_async(args=(target, envelope))
         trace.record(
-            rt.redis, rt.keys, event_id, ttl, stage="route", outcome="received",
-            event_type=envelope["event_type"], sequence=envelope["sequence"],
+            rt.redis,
+            rt.keys,
+            event_id,
+            ttl,
+            stage="route",
+            outcome="received",
+            event_type=envelope["event_type"],
+            sequence=envelope["sequence"],
             targets=targets or None,
             reason=None if targets else "no enabled target handles this event type",
         )
@@ -68,14 +74,31 @@ def run_delivery(
         outcome = rt.delivery(target).deliver(envelope, force=force)
     except RelayError as exc:
         trace.record(
-            rt.redis, rt.keys, event_id, ttl, stage="deliver", target=target, attempt=attempt,
-            outcome="failed", error_kind=exc.kind, error=exc.message, status=exc.status,
+            rt.redis,
+            rt.keys,
+            event_id,
+            ttl,
+            stage="deliver",
+            target=target,
+            attempt=attempt,
+            outcome="failed",
+            error_kind=exc.kind,
+            error=exc.message,
+            status=exc.status,
             response=exc.response_excerpt,
         )
         raise
     trace.record(
-        rt.redis, rt.keys, event_id, ttl, stage="deliver", target=target, attempt=attempt,
-        outcome=outcome.action, reason=outcome.reason, operations=outcome.operations or None,
+        rt.redis,
+        rt.keys,
+        event_id,
+        ttl,
+        stage="deliver",
+        target=target,
+        attempt=attempt,
+        outcome=outcome.action,
+        reason=outcome.reason,
+        operations=outcome.operations or None,
         remote_ids=outcome.remote_ids or None,
     )
     return outcome
@@ -87,15 +110,20 @@ def schedule_retry(
     """Run the delivery again after ``delay``: a Celery countdown when short, else parked."""
     kwargs = {"attempt": attempt + 1, "force": force}
     if delay <= rt.settings.retry.max_countdown:
-        deliver.apply_async(args=[target, envelope], kwargs=kwargs, countdown=delay)
+        deliver.apply_async(args=(target, envelope), kwargs=kwargs, countdown=delay)
         return "retry"
     parking.park(rt.redis, rt.keys, delay, [target, envelope], kwargs)
     return "parked"
 
 
 @app.task(name=DELIVER_TASK, bind=True)
-def deliver(self: Task, target: str, envelope: dict[str, Any], attempt: int = 1,
-            force: bool = False) -> None:
+def deliver(
+    self: Task[Any, Any],
+    target: str,
+    envelope: dict[str, Any],
+    attempt: int = 1,
+    force: bool = False,
+) -> None:
     """Deliver one event to one target; retry transient failures, dead-letter the rest."""
     rt = runtime()
     policy = rt.settings.retry
@@ -109,23 +137,48 @@ def deliver(self: Task, target: str, envelope: dict[str, Any], attempt: int = 1,
                     f"retries exhausted after {attempt} attempts: {exc.message}", status=exc.status
                 )
                 rt.dlq.add(target, envelope, exhausted, attempt)
-                trace.record(rt.redis, rt.keys, event_id, rt.settings.trace_ttl, stage="deliver",
-                             target=target, outcome="dead-lettered", reason=exhausted.message)
+                trace.record(
+                    rt.redis,
+                    rt.keys,
+                    event_id,
+                    rt.settings.trace_ttl,
+                    stage="deliver",
+                    target=target,
+                    outcome="dead-lettered",
+                    reason=exhausted.message,
+                )
                 return
             delay = backoff_delay(policy, attempt, exc.retry_after)
             how = schedule_retry(rt, target, envelope, attempt, force, delay)
-            trace.record(rt.redis, rt.keys, event_id, rt.settings.trace_ttl, stage="deliver",
-                         target=target, outcome=how, delay=round(delay, 3))
+            trace.record(
+                rt.redis,
+                rt.keys,
+                event_id,
+                rt.settings.trace_ttl,
+                stage="deliver",
+                target=target,
+                outcome=how,
+                delay=round(delay, 3),
+            )
         except RelayError as exc:  # permanent, unknown outcome, configuration
             rt.dlq.add(target, envelope, exc, attempt)
-            trace.record(rt.redis, rt.keys, event_id, rt.settings.trace_ttl, stage="deliver",
-                         target=target, outcome="dead-lettered", reason=exc.message)
+            trace.record(
+                rt.redis,
+                rt.keys,
+                event_id,
+                rt.settings.trace_ttl,
+                stage="deliver",
+                target=target,
+                outcome="dead-lettered",
+                reason=exc.message,
+            )
         except Exception as exc:  # a bug or Redis trouble: retry like a transient failure
             log.exception("delivery of %s to %s failed unexpectedly", event_id, target)
             if attempt >= policy.max_attempts:
                 raise Reject(type(exc).__name__, requeue=False) from None
-            schedule_retry(rt, target, envelope, attempt, force,
-                           backoff_delay(policy, attempt, None))
+            schedule_retry(
+                rt, target, envelope, attempt, force, backoff_delay(policy, attempt, None)
+            )
     except Reject:
         raise
     except Exception as exc:  # even the retry could not be scheduled: requeue this message

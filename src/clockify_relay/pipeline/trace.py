@@ -16,9 +16,7 @@ import redis
 from clockify_relay.redis_conn import Keys
 
 
-def record(
-    client: redis.Redis, keys: Keys, event_id: str, ttl: int, **fields: Any
-) -> None:
+def record(client: redis.Redis, keys: Keys, event_id: str, ttl: int, **fields: Any) -> None:
     """Append one record (``stage``, ``outcome`` and details) to the event's trace."""
     entry = {"at": time.time(), **{k: v for k, v in fields.items() if v is not None}}
     key = keys.trace(event_id)
@@ -33,7 +31,9 @@ def store_envelope(client: redis.Redis, keys: Keys, envelope: Mapping[str, Any],
     client.set(keys.event(str(envelope["event_id"])), orjson.dumps(envelope), ex=ttl)
 
 
-def read(client: redis.Redis, keys: Keys, event_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def read(
+    client: redis.Redis, keys: Keys, event_id: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The stored envelope (or None once expired) and the trace records of one event."""
     raw_envelope = client.get(keys.event(event_id))
     envelope = orjson.loads(raw_envelope) if raw_envelope else None

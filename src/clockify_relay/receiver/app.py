@@ -41,7 +41,9 @@ class BodyTooLarge(Exception):
     """The request body is over the configured limit."""
 
 
-def json_response(status: int, content: Mapping[str, Any], headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    status: int, content: Mapping[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     """A JSON response serialised with orjson (the receiver's hot path)."""
     return Response(orjson.dumps(content), status, headers, media_type="application/json")
 
@@ -90,8 +92,12 @@ class Receiver:
             except VerificationError as exc:
                 return error(401, str(exc))
             return json_response(
-                200, {"status": "ignored", "event_type": event_type,
-                      "reason": "the relay does not route this event type"}
+                200,
+                {
+                    "status": "ignored",
+                    "event_type": event_type,
+                    "reason": "the relay does not route this event type",
+                },
             )
         try:
             payload = orjson.loads(raw)
@@ -103,7 +109,9 @@ class Receiver:
         workspace_id = workspace_id if isinstance(workspace_id, str) else ""
         try:
             # After parsing: an add-on JWT's workspace claim must match the body's.
-            self.verifier.verify(headers.get("clockify-signature"), event_type, workspace_id or None)
+            self.verifier.verify(
+                headers.get("clockify-signature"), event_type, workspace_id or None
+            )
         except VerificationError as exc:
             return error(401, str(exc))
         entity_id = payload.get("id")
@@ -114,10 +122,13 @@ class Receiver:
         except (RedisError, OSError) as exc:
             # Not queued: never 2xx. Clockify retries non-2xx answers.
             log.warning("queue unavailable, answered 503: %s", type(exc).__name__)
-            return error(503, "queue unavailable, retry later", {"Retry-After": RETRY_AFTER_SECONDS})
+            return error(
+                503, "queue unavailable, retry later", {"Retry-After": RETRY_AFTER_SECONDS}
+            )
         if result.queued:
-            return json_response(202, {"status": "queued", "event_id": result.event_id,
-                                       "sequence": result.sequence})
+            return json_response(
+                202, {"status": "queued", "event_id": result.event_id, "sequence": result.sequence}
+            )
         return json_response(200, {"status": "duplicate", "event_id": result.event_id})
 
     async def healthz(self, request: Request) -> Response:

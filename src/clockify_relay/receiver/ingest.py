@@ -55,15 +55,18 @@ def envelope_parts(
     The raw body is embedded as it came (it was just validated as a JSON object), so nothing is
     serialised twice.
     """
-    head = orjson.dumps(
-        {
-            "event_id": event_id,
-            "event_type": event_type,
-            "workspace_id": workspace_id,
-            "entity_id": entity_id,
-            "received_at": datetime.now(UTC).isoformat(),
-        }
-    )[:-1] + b',"sequence":'
+    head = (
+        orjson.dumps(
+            {
+                "event_id": event_id,
+                "event_type": event_type,
+                "workspace_id": workspace_id,
+                "entity_id": entity_id,
+                "received_at": datetime.now(UTC).isoformat(),
+            }
+        )[:-1]
+        + b',"sequence":'
+    )
     return head, b',"payload":' + raw_body + b"}"
 
 
@@ -92,7 +95,14 @@ class Ingestor:
                 self.keys.sequence(workspace_id, entity_id),
                 self.queue_key,
             ],
-            args=[digest, event_id, head, tail, self.settings.dedup_window, self.settings.state_ttl],
+            args=[
+                digest,
+                event_id,
+                head,
+                tail,
+                self.settings.dedup_window,
+                self.settings.state_ttl,
+            ],
         )
         if int(status) == 0:
             duplicate_of = value.decode() if isinstance(value, bytes) else str(value)

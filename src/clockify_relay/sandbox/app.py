@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from clockify_relay.sandbox.blikk import BlikkFake
 from clockify_relay.sandbox.clockify import ClockifyFake
 from clockify_relay.sandbox.core import (
     CONTROL_PREFIX,
@@ -30,7 +31,6 @@ from clockify_relay.sandbox.core import (
     json_response,
     read_json,
 )
-from clockify_relay.sandbox.blikk import BlikkFake
 from clockify_relay.sandbox.everit import EveritFake
 from clockify_relay.sandbox.tracket import TracketFake
 

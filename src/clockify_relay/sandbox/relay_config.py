@@ -11,7 +11,6 @@ from typing import Any
 
 from clockify_relay.sandbox.core import SandboxConfig
 
-
 # Catch-all rows ("*") map every Clockify user and project to records the Blikk fake seeds.
 BLIKK_CATCH_ALL = {"users": {"*": 1}, "projects": {"*": {"project_id": 1}}}
 
