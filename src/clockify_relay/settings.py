@@ -137,7 +137,7 @@ SECRET_TARGET_KEYS = frozenset({"api_key", "app_secret", "token", "password"})
 
 
 def parse_tokens(raw: str) -> tuple[AcceptedToken, ...]:
-    """Parse ``CLOCKIFY_WEBHOOK_TOKENS``: comma separated, each ``token`` or ``EVENT_TYPE=token``."""
+    """Parse ``CLOCKIFY_WEBHOOK_TOKENS``: comma separated ``token`` or ``EVENT_TYPE=token``."""
     tokens: list[AcceptedToken] = []
     for item in raw.split(","):
         item = item.strip()

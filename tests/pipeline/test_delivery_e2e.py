@@ -262,10 +262,10 @@ def test_no_secret_in_trace_or_logs(relay: Relay) -> None:
     )
     created = relay.post("NEW_TIME_ENTRY")
     relay.wait_settled(created["event_id"])
-    envelope, records = trace.read(relay.redis, relay.keys, created["event_id"])
+    _envelope, records = trace.read(relay.redis, relay.keys, created["event_id"])
     text = (
         orjson.dumps(records).decode()
-        + orjson.dumps([l.to_json() for l in relay.dlq.list()]).decode()
+        + orjson.dumps([letter.to_json() for letter in relay.dlq.list()]).decode()
     )
     assert "sandbox-everit-key" not in text
     assert TOKEN not in text

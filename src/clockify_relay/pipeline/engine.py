@@ -22,7 +22,7 @@ Running timers are not booked until they stop. Skips are returned (and traced), 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,10 +170,9 @@ class Delivery:
         try:
             yield
         finally:
-            try:
+            # Expired while we worked: the next holder proceeds on fresh state.
+            with suppress(redis.exceptions.LockError):
                 lock.release()
-            except redis.exceptions.LockError:
-                pass  # expired while we worked: the next holder proceeds on fresh state
 
     def deliver(self, envelope: Mapping[str, Any], *, force: bool = False) -> Outcome:
         """Bring the target in line with this event; raises only relay errors."""
