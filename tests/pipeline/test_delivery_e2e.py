@@ -272,3 +272,36 @@ def test_no_secret_in_trace_or_logs(relay: Relay) -> None:
     logs = relay.worker.log() + relay.receiver.log()
     assert "sandbox-everit-key" not in logs
     assert TOKEN not in logs
+
+
+def test_long_retry_after_is_parked_and_released_by_the_scheduler(
+    redis_url: str, key_prefix: str, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    sandbox.reset()
+    relay = Relay(redis_url, key_prefix, sandbox, relay_config(tmp_path, sandbox, max_countdown=1))
+    relay.worker.stop()
+    relay.env["RELAY_BEAT_SCHEDULE_FILE"] = str(tmp_path / "beat-schedule")
+    relay.worker = start_worker(relay.env, 1, "--beat")
+    try:
+        # Everit asks for 3 s: longer than a countdown may be here (1 s), so it is parked.
+        sandbox.inject_fault("everit", status=503, count=1, retry_after=3)
+        created = relay.post("NEW_TIME_ENTRY")
+        wait_until(lambda: "parked" in relay.outcomes(created["event_id"]), what="parked")
+        assert relay.outcomes(created["event_id"])[-1] == "parked"
+        assert relay.wait_settled(created["event_id"], timeout=30)[-1] == "applied"
+        assert len(worklogs(sandbox)) == 1
+        assert relay.redis.zcard(relay.keys.parked) == 0
+    finally:
+        relay.stop()
+
+
+def test_retries_exhausted_go_to_the_dlq(relay: Relay) -> None:
+    relay.sandbox.inject_fault("everit", status=503, count=20)
+    created = relay.post("NEW_TIME_ENTRY")
+    outcomes = relay.wait_settled(created["event_id"], timeout=60)
+    assert outcomes[-1] == "dead-lettered"
+    assert outcomes.count("failed") == 4  # max_attempts in relay_config
+    [letter] = relay.dlq.list()
+    assert "retries exhausted" in letter.error
+    assert letter.attempts == 4
+    assert worklogs(relay.sandbox) == []

@@ -32,11 +32,19 @@ class ClockifyClient(BaseClient):
         A 404 means "deleted" only once the key and workspace are proven valid, so a revoked
         key or a wrong workspace never reads as a wave of deletions.
         """
-        response = self.request(
-            "GET",
-            f"/v1/workspaces/{workspace_id}/time-entries/{entry_id}",
-            allow_statuses=frozenset({404}),
-        )
+        try:
+            response = self.request(
+                "GET",
+                f"/v1/workspaces/{workspace_id}/time-entries/{entry_id}",
+                allow_statuses=frozenset({404}),
+            )
+        except PermanentError as exc:
+            if exc.status in (401, 403):
+                raise ConfigurationError(
+                    f"CLOCKIFY_API_KEY was refused ({exc.status}) reading workspace "
+                    f"{workspace_id}; fix the key or unset it to deliver without re-reading"
+                ) from None
+            raise
         if response.status_code == 404:
             self.prove_workspace(workspace_id)
             return None
