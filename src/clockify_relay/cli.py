@@ -107,8 +107,19 @@ def worker(concurrency: int, beat: bool) -> None:
     help="also run the sandbox fakes and point every target at them",
 )
 @click.option("--sandbox-port", default=9000, show_default=True, type=int)
+@click.option(
+    "--sandbox-reread",
+    is_flag=True,
+    help="with --sandbox: re-read entries from the sandbox's Clockify fake (rule 5)",
+)
 def run(
-    host: str, port: int, concurrency: int, data_dir: Path, with_sandbox: bool, sandbox_port: int
+    host: str,
+    port: int,
+    concurrency: int,
+    data_dir: Path,
+    with_sandbox: bool,
+    sandbox_port: int,
+    sandbox_reread: bool,
 ) -> None:
     """Receiver, worker and scheduler together on one machine (embedded Redis if no REDIS_URL)."""
     from clockify_relay.embedded_redis import EmbeddedRedis
@@ -121,7 +132,7 @@ def run(
         os.environ["REDIS_URL"] = embedded.url
         click.echo(f"embedded Redis at {embedded.url} (data in {data_dir / 'redis'})")
     if with_sandbox:
-        sandbox_server = _start_sandbox_mode(sandbox_port, data_dir)
+        sandbox_server = _start_sandbox_mode(sandbox_port, data_dir, sandbox_reread)
     os.environ.setdefault("RELAY_BEAT_SCHEDULE_FILE", str(data_dir / "beat-schedule"))
     worker_process = subprocess.Popen(
         [
@@ -158,7 +169,7 @@ def scheduler() -> None:
     app.Beat(loglevel=os.environ.get("RELAY_LOG_LEVEL", "info").upper()).run()
 
 
-def _start_sandbox_mode(port: int, data_dir: Path) -> SandboxServer:
+def _start_sandbox_mode(port: int, data_dir: Path, reread: bool) -> SandboxServer:
     """Start the sandbox in this process and point the relay's environment at it."""
     from clockify_relay.sandbox import relay_config
     from clockify_relay.sandbox.server import SandboxServer as Server
@@ -170,6 +181,11 @@ def _start_sandbox_mode(port: int, data_dir: Path) -> SandboxServer:
     )
     os.environ["RELAY_CONFIG"] = str(config_path)
     os.environ.update(relay_config.sandbox_env(server.config, server.base_urls))
+    # The Clockify fake knows only entries put into it, so re-reading is off unless asked for.
+    os.environ.pop("CLOCKIFY_API_KEY", None)
+    if reread:
+        os.environ["CLOCKIFY_API_KEY"] = server.config.clockify_api_key
+        os.environ["CLOCKIFY_API_URL"] = server.base_urls["clockify"]
     click.echo(f"sandbox on {server.url} (state: {server.url}/_sandbox/state)")
     if not os.environ.get("CLOCKIFY_WEBHOOK_TOKENS"):
         token = relay_config.new_webhook_token()
