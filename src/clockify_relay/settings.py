@@ -103,6 +103,7 @@ class Settings:
     # Clockify REST re-read (ARCHITECTURE §3 rule 5).
     clockify_api_key: Secret | None = None
     clockify_api_url: str = "https://api.clockify.me/api"
+    clockify_rate_per_second: float = 50.0
 
     # Time semantics.
     default_timezone: str = "UTC"
@@ -249,12 +250,12 @@ def load_settings(
         visibility_timeout=_int(
             env, "RELAY_VISIBILITY_TIMEOUT", int(relay.get("visibility_timeout", 600))
         ),
-        beat_schedule_file=env.get("RELAY_BEAT_SCHEDULE_FILE")
-        or DEFAULT_BEAT_SCHEDULE,
+        beat_schedule_file=env.get("RELAY_BEAT_SCHEDULE_FILE") or DEFAULT_BEAT_SCHEDULE,
         retry=_retry_policy(doc.get("retry", {})),
         admin_jwt_secret=Secret(admin_secret) if admin_secret else None,
         clockify_api_key=Secret(api_key) if api_key else None,
         clockify_api_url=env.get("CLOCKIFY_API_URL") or "https://api.clockify.me/api",
+        clockify_rate_per_second=_float(env, "CLOCKIFY_API_RATE", 50.0),
         default_timezone=str(doc.get("defaults", {}).get("timezone", "UTC")),
         targets=targets,
         raw=doc,

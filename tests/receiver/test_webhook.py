@@ -230,3 +230,38 @@ def test_redis_unreachable_is_503_with_retry_after(receiver_settings: Settings) 
 
 def test_readyz_with_redis(client: TestClient) -> None:
     assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_addon_jwt_through_the_endpoint(
+    settings: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    claims = {
+        "iss": "clockify",
+        "sub": "relay-addon",
+        "type": "addon",
+        "workspaceId": "WS1",
+        "addonId": "A1",
+    }
+    addon_settings = settings.with_changes(
+        addon_key="relay-addon", addon_public_key_pem=public_pem, workspace_ids=frozenset({"WS1"})
+    )
+    with TestClient(create_app(addon_settings)) as client:
+        good = jwt.encode(claims, private, algorithm="RS256")
+        assert post(client, entry(), token=good).status_code == 202
+        other_ws = jwt.encode(dict(claims, workspaceId="WS2"), private, algorithm="RS256")
+        refused = post(client, entry(description="x"), token=other_ws)
+        assert refused.status_code == 401
+        assert other_ws not in refused.text
+        forged = jwt.encode(claims, "not-the-key", algorithm="HS256")
+        assert post(client, entry(description="y"), token=forged).status_code == 401
+    assert len(queued_envelopes(redis_client, key_prefix)) == 1

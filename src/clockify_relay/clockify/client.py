@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
+import redis
 
 from clockify_relay.connectors.http import BaseClient
 from clockify_relay.errors import ConfigurationError, PermanentError
+from clockify_relay.ratelimit import RateLimiter
+from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
 
 
@@ -16,7 +20,13 @@ class ClockifyClient(BaseClient):
 
     target = "clockify"
 
-    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.Redis | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if not settings.clockify_api_key:
             raise ConfigurationError("CLOCKIFY_API_KEY is not set")
         super().__init__(
@@ -25,6 +35,20 @@ class ClockifyClient(BaseClient):
             transport=transport,
         )
         self._proven_workspaces: set[str] = set()
+        # Clockify allows 50 requests/s per key; every worker shares one pace through Redis.
+        self._limiter: RateLimiter | None = None
+        if redis_client is not None:
+            key_id = hashlib.sha256(settings.clockify_api_key.reveal().encode()).hexdigest()[:16]
+            self._limiter = RateLimiter(
+                redis_client,
+                Keys(settings.key_prefix).ratelimit(f"clockify:{key_id}"),
+                settings.clockify_rate_per_second,
+                max_wait=30.0,
+            )
+
+    def before_request(self) -> None:
+        if self._limiter is not None:
+            self._limiter.acquire()
 
     def get_time_entry(self, workspace_id: str, entry_id: str) -> dict[str, Any] | None:
         """The entry as Clockify has it now, or None when Clockify says it does not exist.

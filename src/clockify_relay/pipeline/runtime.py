@@ -50,7 +50,7 @@ class Runtime:
             if self.settings.clockify_api_key and section.get("reread", True):
                 from clockify_relay.clockify.client import ClockifyClient
 
-                reread = ClockifyClient(self.settings)
+                reread = ClockifyClient(self.settings, self.redis)
             self._deliveries[target] = Delivery(
                 connector,
                 self.redis,
