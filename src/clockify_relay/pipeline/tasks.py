@@ -116,6 +116,23 @@ def schedule_retry(
     return "parked"
 
 
+def dead_letter(
+    rt: Runtime, target: str, envelope: dict[str, Any], exc: RelayError, attempts: int
+) -> None:
+    """Put a delivery in the dead-letter queue and say so in the trace."""
+    rt.dlq.add(target, envelope, exc, attempts)
+    trace.record(
+        rt.redis,
+        rt.keys,
+        envelope["event_id"],
+        rt.settings.trace_ttl,
+        stage="deliver",
+        target=target,
+        outcome="dead-lettered",
+        reason=exc.message,
+    )
+
+
 @app.task(name=DELIVER_TASK, bind=True)
 def deliver(
     self: Task[Any, Any],
@@ -133,19 +150,9 @@ def deliver(
             run_delivery(rt, target, envelope, attempt, force)
         except TransientError as exc:
             if attempt >= policy.max_attempts:
-                exhausted = TransientError(
-                    f"retries exhausted after {attempt} attempts: {exc.message}", status=exc.status
-                )
-                rt.dlq.add(target, envelope, exhausted, attempt)
-                trace.record(
-                    rt.redis,
-                    rt.keys,
-                    event_id,
-                    rt.settings.trace_ttl,
-                    stage="deliver",
-                    target=target,
-                    outcome="dead-lettered",
-                    reason=exhausted.message,
+                message = f"retries exhausted after {attempt} attempts: {exc.message}"
+                dead_letter(
+                    rt, target, envelope, TransientError(message, status=exc.status), attempt
                 )
                 return
             delay = backoff_delay(policy, attempt, exc.retry_after)
@@ -161,21 +168,13 @@ def deliver(
                 delay=round(delay, 3),
             )
         except RelayError as exc:  # permanent, unknown outcome, configuration
-            rt.dlq.add(target, envelope, exc, attempt)
-            trace.record(
-                rt.redis,
-                rt.keys,
-                event_id,
-                rt.settings.trace_ttl,
-                stage="deliver",
-                target=target,
-                outcome="dead-lettered",
-                reason=exc.message,
-            )
+            dead_letter(rt, target, envelope, exc, attempt)
         except Exception as exc:  # a bug or Redis trouble: retry like a transient failure
             log.exception("delivery of %s to %s failed unexpectedly", event_id, target)
             if attempt >= policy.max_attempts:
-                raise Reject(type(exc).__name__, requeue=False) from None
+                unexpected = RelayError(f"unexpected {type(exc).__name__} (see worker log)")
+                dead_letter(rt, target, envelope, unexpected, attempt)
+                return
             schedule_retry(
                 rt, target, envelope, attempt, force, backoff_delay(policy, attempt, None)
             )

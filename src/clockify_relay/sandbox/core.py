@@ -362,6 +362,9 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         if fault.latency:
+            # Take the whole request before waiting, as a slow server has it: a client that
+            # gives up during the wait does not take back what it sent (its outcome is unknown).
+            receive = await _buffered(receive)
             await asyncio.sleep(fault.latency)
         if fault.hold:
             await self._hold(fault.hold)
@@ -384,6 +387,22 @@ class SandboxMiddleware:
             if self.sandbox.closing.is_set() or self.sandbox.faults.generation != generation:
                 return
             await asyncio.sleep(_HOLD_TICK)
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read the request body now; the returned ``receive`` replays it, then defers to the
+    server's (which reports a disconnect once the client is gone)."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 async def _send_fault_response(
