@@ -365,7 +365,11 @@ class SandboxMiddleware:
             # Take the whole request before waiting, as a slow server has it: a client that
             # gives up during the wait does not take back what it sent (its outcome is unknown).
             receive = await _buffered(receive)
-            await asyncio.sleep(fault.latency)
+            if not await self._hold(fault.latency):
+                # A reset (the next test) or a stop came first: the request is dropped, so it
+                # cannot land in records that belong to someone else.
+                await _send_fault_response(send, 503, {"error": "sandbox reset"}, None)
+                return
         if fault.hold:
             await self._hold(fault.hold)
             # The client has given up by now; answer something sensible for one that has not.
@@ -379,14 +383,16 @@ class SandboxMiddleware:
         }
         await _send_fault_response(send, fault.status, body, fault.retry_after)
 
-    async def _hold(self, seconds: float) -> None:
+    async def _hold(self, seconds: float) -> bool:
+        """Wait ``seconds``; False when a reset or a server stop cut the wait short."""
         # Sleep in ticks so a reset or a server stop releases the request promptly.
         generation = self.sandbox.faults.generation
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             if self.sandbox.closing.is_set() or self.sandbox.faults.generation != generation:
-                return
-            await asyncio.sleep(_HOLD_TICK)
+                return False
+            await asyncio.sleep(min(_HOLD_TICK, left))
+        return True
 
 
 async def _buffered(receive: Receive) -> Receive:
