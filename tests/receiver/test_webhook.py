@@ -265,3 +265,16 @@ def test_addon_jwt_through_the_endpoint(
         forged = jwt.encode(claims, "not-the-key-" * 4, algorithm="HS256")
         assert post(client, entry(description="y"), token=forged).status_code == 401
     assert len(queued_envelopes(redis_client, key_prefix)) == 1
+
+
+def test_metrics_count_answers_and_show_queue_sizes(client: TestClient) -> None:
+    post(client, entry())
+    post(client, entry())
+    post(client, entry(), token="wrong")
+    text = client.get("/metrics").text
+    assert 'clockify_relay_webhooks_total{status="202"} 1' in text
+    assert 'clockify_relay_webhooks_total{status="200"} 1' in text
+    assert 'clockify_relay_webhooks_total{status="401"} 1' in text
+    assert "clockify_relay_queue_depth 1" in text
+    assert "clockify_relay_dead_letters 0" in text
+    assert "clockify_relay_redis_up 1" in text

@@ -429,6 +429,10 @@ _PATHS: dict[str, Any] = {
         "200": _json(_ref("Status"), "the process answers")}}},
     "/readyz": {"get": {"tags": ["health"], "summary": "Readiness (Redis answers)", "responses": {
         "200": _json(_ref("Status"), "ready"), "503": _err("Redis unreachable")}}},
+    "/metrics": {"get": {"tags": ["health"], "summary": "Prometheus metrics (answers, queue, "
+                         "dead letters, parked)", "responses": {"200": {
+                             "description": "Prometheus text format",
+                             "content": {"text/plain": {}}}}}},
     "/admin/openapi.json": {"get": {"tags": ["admin"], "summary": "This document (public)",
                                     "responses": {"200": {"description": "OpenAPI 3 document",
                                                           "content": {"application/json": {}}}}}},

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -29,8 +30,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clockify_relay.clockify.models import ROUTED_EVENTS
 from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
+from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.receiver.ingest import Ingestor
-from clockify_relay.redis_conn import async_client
+from clockify_relay.redis_conn import Keys, async_client
 from clockify_relay.settings import Settings, load_settings
 
 log = logging.getLogger("clockify_relay.receiver")
@@ -75,9 +77,16 @@ class Receiver:
         self.client = client
         self.verifier = WebhookVerifier(settings)
         self.ingestor = Ingestor(settings, client)
+        self.keys = Keys(settings.key_prefix)
+        self.answers: Counter[int] = Counter()
 
     async def webhook(self, request: Request) -> Response:
-        """POST /webhooks/clockify."""
+        """POST /webhooks/clockify (counted by answer status for /metrics)."""
+        response = await self._webhook(request)
+        self.answers[response.status_code] += 1
+        return response
+
+    async def _webhook(self, request: Request) -> Response:
         headers = request.headers
         event_type = headers.get("clockify-webhook-event-type", "").strip()
         try:
@@ -143,11 +152,44 @@ class Receiver:
             return error(503, "redis unreachable", {"Retry-After": RETRY_AFTER_SECONDS})
         return json_response(200, {"status": "ready"})
 
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text: this process's webhook answers, and queue/DLQ/parked sizes."""
+        lines = [
+            "# HELP clockify_relay_webhooks_total Webhook answers of this process by status.",
+            "# TYPE clockify_relay_webhooks_total counter",
+            *(
+                f'clockify_relay_webhooks_total{{status="{status}"}} {count}'
+                for status, count in sorted(self.answers.items())
+            ),
+        ]
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(f"{self.settings.key_prefix}{QUEUE}")
+            pipe.hlen(self.keys.dlq)
+            pipe.zcard(self.keys.parked)
+            queued, dead, parked = await pipe.execute()
+        except (RedisError, OSError):
+            lines += ["# Redis unreachable: gauges omitted", "clockify_relay_redis_up 0"]
+        else:
+            for name, value, text in (
+                ("queue_depth", queued, "Messages waiting in the Celery queue."),
+                ("dead_letters", dead, "Deliveries in the dead-letter queue."),
+                ("parked", parked, "Deliveries parked for a long wait."),
+            ):
+                lines += [
+                    f"# HELP clockify_relay_{name} {text}",
+                    f"# TYPE clockify_relay_{name} gauge",
+                    f"clockify_relay_{name} {value}",
+                ]
+            lines.append("clockify_relay_redis_up 1")
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/webhooks/clockify", self.webhook, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
         ]
 
 
