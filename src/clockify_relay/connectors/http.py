@@ -55,6 +55,15 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def json_object(response: httpx.Response) -> Mapping[str, Any]:
+    """The response body as a JSON object, or an empty mapping when it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, Mapping) else {}
+
+
 class BaseClient:
     """An httpx client for one target that turns every failure into a typed relay error."""
 

@@ -153,7 +153,10 @@ class BlikkClient(BaseClient):
         token = self.tokens.get()
         try:
             return self.request(
-                method, path, json=json, params=params,
+                method,
+                path,
+                json=json,
+                params=params,
                 headers={"Authorization": f"Bearer {token.token}"},
                 allow_statuses=allow_statuses,
             )
@@ -166,7 +169,10 @@ class BlikkClient(BaseClient):
         token = self.tokens.get()
         try:
             return self.request(
-                method, path, json=json, params=params,
+                method,
+                path,
+                json=json,
+                params=params,
                 headers={"Authorization": f"Bearer {token.token}"},
                 allow_statuses=allow_statuses,
             )

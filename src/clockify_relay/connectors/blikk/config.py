@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clockify_relay.connectors.config_values import id_rows, table, whole_number
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Secret
 
@@ -107,17 +108,6 @@ class BlikkConfig:
             )
 
 
-def _int_value(value: object, where: str) -> int:
-    # TOML booleans are ints in Python; `user_id = true` is a mistake, not user 1.
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{where} must be a whole number, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise ConfigurationError(f"{where} must be a whole number, got {value!r}")
-
-
 def _float_value(value: object, where: str, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigurationError(f"{where} must be a number, got {value!r}")
@@ -130,13 +120,6 @@ def _float_value(value: object, where: str, *, positive: bool = False) -> float:
     return number
 
 
-def _table(section: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = section.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"[{SECTION}.{key}] must be a table")
-    return value
-
-
 def _project_mapping(row: object, where: str) -> ProjectMapping:
     if not isinstance(row, Mapping):
         raise ConfigurationError(f"[{where}] must be a table (e.g. project_id = 456)")
@@ -144,7 +127,7 @@ def _project_mapping(row: object, where: str) -> ProjectMapping:
     if unknown:
         raise ConfigurationError(f"[{where}] has unknown keys: {', '.join(sorted(unknown))}")
     values = {
-        key: _int_value(row[key], f"{where}.{key}")
+        key: whole_number(row[key], f"{where}.{key}")
         for key in (*PROJECT_KINDS, *REFERENCE_KEYS)
         if row.get(key) is not None
     }
@@ -154,19 +137,6 @@ def _project_mapping(row: object, where: str) -> ProjectMapping:
             f"[{where}] sets {' and '.join(kinds)}: a Blikk time report belongs to one project"
         )
     return ProjectMapping(**values)
-
-
-def _id_rows(section: Mapping[str, Any], key: str, field_name: str) -> dict[str, int]:
-    rows: dict[str, int] = {}
-    for clockify_id, row in _table(section, key).items():
-        where = f"{SECTION}.{key}.\"{clockify_id}\""
-        if isinstance(row, Mapping):
-            if field_name not in row:
-                raise ConfigurationError(f"[{where}] needs {field_name}")
-            rows[str(clockify_id)] = _int_value(row[field_name], f"{where}.{field_name}")
-        else:
-            rows[str(clockify_id)] = _int_value(row, where)
-    return rows
 
 
 def parse_config(section: Mapping[str, Any]) -> BlikkConfig:
@@ -187,13 +157,13 @@ def parse_config(section: Mapping[str, Any]) -> BlikkConfig:
     if not base_url.startswith(("http://", "https://")):
         raise ConfigurationError(f"[{SECTION}] base_url must be an http(s) URL")
     projects = {
-        str(pid): _project_mapping(row, f"{SECTION}.projects.\"{pid}\"")
-        for pid, row in _table(section, "projects").items()
+        str(pid): _project_mapping(row, f'{SECTION}.projects."{pid}"')
+        for pid, row in table(section, "projects", SECTION).items()
     }
     for pid, mapping in projects.items():
         if not mapping.has_project:
             raise ConfigurationError(
-                f"[{SECTION}.projects.\"{pid}\"] needs one of {', '.join(PROJECT_KINDS)}"
+                f'[{SECTION}.projects."{pid}"] needs one of {", ".join(PROJECT_KINDS)}'
             )
     return BlikkConfig(
         app_id=str(section.get("app_id") or ""),
@@ -203,12 +173,12 @@ def parse_config(section: Mapping[str, Any]) -> BlikkConfig:
             section.get("timeout", DEFAULT_TIMEOUT), f"{SECTION}.timeout", positive=True
         ),
         rate_per_second=_float_value(
-            section.get("rate_per_second", DEFAULT_RATE), f"{SECTION}.rate_per_second",
+            section.get("rate_per_second", DEFAULT_RATE),
+            f"{SECTION}.rate_per_second",
             positive=True,
         ),
-        rate_padding=_float_value(
-            section.get("rate_padding_ms", 10), f"{SECTION}.rate_padding_ms"
-        ) / 1000.0,
+        rate_padding=_float_value(section.get("rate_padding_ms", 10), f"{SECTION}.rate_padding_ms")
+        / 1000.0,
         rate_max_wait=_float_value(
             section.get("rate_max_wait", 30), f"{SECTION}.rate_max_wait", positive=True
         ),
@@ -216,8 +186,8 @@ def parse_config(section: Mapping[str, Any]) -> BlikkConfig:
             section.get("token_refresh_margin", 60), f"{SECTION}.token_refresh_margin"
         ),
         invoiceable_when_not_billable=flag,
-        defaults=_project_mapping(_table(section, "defaults"), f"{SECTION}.defaults"),
-        users=_id_rows(section, "users", "user_id"),
+        defaults=_project_mapping(table(section, "defaults", SECTION), f"{SECTION}.defaults"),
+        users=id_rows(section, "users", "user_id", SECTION),
         projects=projects,
-        tasks=_id_rows(section, "tasks", "task_id"),
+        tasks=id_rows(section, "tasks", "task_id", SECTION),
     )

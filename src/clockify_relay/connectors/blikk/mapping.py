@@ -48,7 +48,7 @@ def _user_id(entry: TimeEntry, config: BlikkConfig) -> int:
         who = f"{entry.user_id} ({entry.user_name})" if entry.user_name else entry.user_id
         raise ConfigurationError(
             f"Blikk: no user mapping for Clockify user {who}: add "
-            f"[{SECTION}.users.\"{entry.user_id}\"] user_id = <Blikk user id>"
+            f'[{SECTION}.users."{entry.user_id}"] user_id = <Blikk user id>'
         )
     return user_id
 
@@ -64,7 +64,7 @@ def _project(entry: TimeEntry, config: BlikkConfig) -> ProjectMapping:
         )
         raise ConfigurationError(
             f"Blikk: no project mapping for Clockify project {what}: add "
-            f"[{SECTION}.projects.\"{entry.project_id}\"] project_id = <Blikk project id> "
+            f'[{SECTION}.projects."{entry.project_id}"] project_id = <Blikk project id> '
             f"(or internal_project_id / absence_project_id)"
         )
     return mapping
@@ -75,9 +75,7 @@ def _reference(project: ProjectMapping, config: BlikkConfig, key: str, entry: Ti
     if value is None:
         value = getattr(config.defaults, key)
     if value is None:
-        where = (
-            f"[{SECTION}.projects.\"{entry.project_id}\"] or " if entry.project_id else ""
-        )
+        where = f'[{SECTION}.projects."{entry.project_id}"] or ' if entry.project_id else ""
         raise ConfigurationError(
             f"Blikk requires {key} for every time report: set {key} in {where}"
             f"[{SECTION}.defaults] (entry {entry.id})"
@@ -91,9 +89,7 @@ def hours_of(seconds: int) -> float:
     return round(seconds / 3600, HOURS_DECIMALS)
 
 
-def report_payload(
-    entry: TimeEntry, span: LocalSpan, config: BlikkConfig
-) -> dict[str, Any]:
+def report_payload(entry: TimeEntry, span: LocalSpan, config: BlikkConfig) -> dict[str, Any]:
     """The ``POST``/``PUT /v1/Core/TimeReports`` body for one local day of an entry."""
     project = _project(entry, config)
     # Entries without a Clockify project take the default project kind (if one is configured).

@@ -19,7 +19,7 @@ from clockify_relay.clockify.models import TimeEntry
 from clockify_relay.connectors.base import Booking, Connector
 from clockify_relay.connectors.everit.config import EveritConfig, parse_config
 from clockify_relay.connectors.everit.mapping import new_worklog, on_behalf_account
-from clockify_relay.connectors.http import BaseClient, excerpt
+from clockify_relay.connectors.http import BaseClient, excerpt, json_object
 from clockify_relay.errors import PermanentError, UnknownOutcomeError
 from clockify_relay.settings import Settings
 from clockify_relay.timeutil import owner_zone
@@ -33,15 +33,6 @@ _STATUS_MEANING = {
         "(Everit Global Settings → Permissions; also needed to book on behalf of others)"
     ),
 }
-
-
-def _json_object(response: httpx.Response) -> Mapping[str, Any]:
-    """The response body as a JSON object, or an empty mapping if it is not one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, Mapping) else {}
 
 
 def _field_error(item: object) -> str:
@@ -104,7 +95,7 @@ class EveritClient(BaseClient):
         status = response.status_code
         if status in _STATUS_MEANING:
             return _STATUS_MEANING[status]
-        described = describe_everit_body(_json_object(response))
+        described = describe_everit_body(json_object(response))
         if described:
             return f"everit answered {status}: {described}"
         return super().describe_error(response)
@@ -121,7 +112,7 @@ class EveritClient(BaseClient):
         response = self.request(
             "POST", "/worklog", json=dict(payload), headers=self._headers(zone, account)
         )
-        worklog_id = _json_object(response).get("worklogId")
+        worklog_id = json_object(response).get("worklogId")
         if worklog_id is None or isinstance(worklog_id, bool):
             # A 2xx without an id: the worklog probably exists but we cannot name it, and Everit
             # cannot be searched, so a retry could double it.
@@ -160,7 +151,7 @@ class EveritClient(BaseClient):
         response = self.request(
             "GET", "/worklog", params={"worklogId": worklog_id}, allow_statuses=frozenset({400})
         )
-        body = _json_object(response)
+        body = json_object(response)
         error = body.get("error")
         if isinstance(error, Mapping) and error.get("result") == WORKLOG_NOT_FOUND:
             return None
@@ -170,7 +161,7 @@ class EveritClient(BaseClient):
 
     def _check_result(self, method: str, response: httpx.Response) -> bool:
         """Read the ``error`` object Everit puts in a 200 answer to PATCH and DELETE."""
-        error = _json_object(response).get("error")
+        error = json_object(response).get("error")
         if not error:
             return True
         if isinstance(error, Mapping) and error.get("result") == WORKLOG_NOT_FOUND:

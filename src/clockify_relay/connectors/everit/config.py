@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clockify_relay.connectors.config_values import id_rows, table, whole_number
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Secret
 
@@ -74,41 +75,9 @@ class EveritConfig:
     tags: Mapping[str, int] = field(default_factory=dict)
 
 
-def _int_value(value: object, where: str) -> int:
-    # TOML booleans are ints in Python; `issue_id = true` is a mistake, not issue 1.
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{where} must be a whole number, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise ConfigurationError(f"{where} must be a whole number, got {value!r}")
-
-
-def _table(section: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = section.get(name, {})
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"[{SECTION}.{name}] must be a table")
-    return value
-
-
-def _id_rows(section: Mapping[str, Any], name: str, field_name: str) -> dict[str, int]:
-    """Parse ``[targets.everit.<name>."<id>"] <field_name> = N`` (or ``"<id>" = N``)."""
-    rows: dict[str, int] = {}
-    for key, row in _table(section, name).items():
-        where = f'[{SECTION}.{name}."{key}"] {field_name}'
-        if isinstance(row, Mapping):
-            if field_name not in row:
-                raise ConfigurationError(f"{where} is missing")
-            rows[str(key)] = _int_value(row[field_name], where)
-        else:
-            rows[str(key)] = _int_value(row, where)
-    return rows
-
-
 def _users(section: Mapping[str, Any]) -> dict[str, str]:
     users: dict[str, str] = {}
-    for key, row in _table(section, "users").items():
+    for key, row in table(section, "users", SECTION).items():
         where = f'[{SECTION}.users."{key}"] account_id'
         value = row.get("account_id") if isinstance(row, Mapping) else row
         if not isinstance(value, str) or not value.strip():
@@ -123,9 +92,7 @@ def parse_config(section: Mapping[str, Any]) -> EveritConfig:
     if isinstance(raw_key, str):
         raw_key = Secret(raw_key)
     if not isinstance(raw_key, Secret) or not raw_key.reveal().strip():
-        raise ConfigurationError(
-            "everit: no API key; set the EVERIT_API_KEY environment variable"
-        )
+        raise ConfigurationError("everit: no API key; set the EVERIT_API_KEY environment variable")
     base_url = section.get("base_url") or DEFAULT_BASE_URL
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ConfigurationError(
@@ -144,11 +111,11 @@ def parse_config(section: Mapping[str, Any]) -> EveritConfig:
     if not isinstance(require_user_mapping, bool):
         raise ConfigurationError(f"[{SECTION}] require_user_mapping must be true or false")
 
-    defaults = _table(section, "defaults")
+    defaults = table(section, "defaults", SECTION)
     default_issue = defaults.get("issue_id")
     issue_keys: dict[str, int] = {}
-    for key, value in _table(section, "issue_keys").items():
-        issue_keys[str(key).upper()] = _int_value(value, f'[{SECTION}.issue_keys] "{key}"')
+    for key, value in table(section, "issue_keys", SECTION).items():
+        issue_keys[str(key).upper()] = whole_number(value, f'[{SECTION}.issue_keys] "{key}"')
 
     return EveritConfig(
         api_key=raw_key,
@@ -159,11 +126,11 @@ def parse_config(section: Mapping[str, Any]) -> EveritConfig:
         default_issue_id=(
             None
             if default_issue is None
-            else _int_value(default_issue, f"[{SECTION}.defaults] issue_id")
+            else whole_number(default_issue, f"[{SECTION}.defaults] issue_id")
         ),
         users=_users(section),
-        projects=_id_rows(section, "projects", "issue_id"),
-        tasks=_id_rows(section, "tasks", "issue_id"),
+        projects=id_rows(section, "projects", "issue_id", SECTION),
+        tasks=id_rows(section, "tasks", "issue_id", SECTION),
         issue_keys=issue_keys,
-        tags=_id_rows(section, "tags", "tag_id"),
+        tags=id_rows(section, "tags", "tag_id", SECTION),
     )

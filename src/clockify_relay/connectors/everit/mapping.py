@@ -75,7 +75,7 @@ def on_behalf_account(entry: TimeEntry, config: EveritConfig) -> str | None:
         name = f" ({entry.user_name})" if entry.user_name else ""
         raise ConfigurationError(
             f"everit: no Everit account for Clockify user {entry.user_id}{name} "
-            f"(entry {entry.id}). Add [{SECTION}.users.\"{entry.user_id}\"] "
+            f'(entry {entry.id}). Add [{SECTION}.users."{entry.user_id}"] '
             f'account_id = "<Atlassian account id>"'
         )
     return account

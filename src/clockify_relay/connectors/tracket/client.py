@@ -17,7 +17,7 @@ import redis
 
 from clockify_relay.clockify.models import TimeEntry
 from clockify_relay.connectors.base import Booking, Connector
-from clockify_relay.connectors.http import BaseClient, excerpt
+from clockify_relay.connectors.http import BaseClient, excerpt, json_object
 from clockify_relay.connectors.tracket.config import TracketConfig, parse_config
 from clockify_relay.connectors.tracket.mapping import worklog
 from clockify_relay.errors import PermanentError, UnknownOutcomeError
@@ -33,14 +33,6 @@ _STATUS_MEANING = {
     "auth_scheme)",
     403: "403 Forbidden: the Tracket token may not do this",
 }
-
-
-def _json_object(response: httpx.Response) -> Mapping[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, Mapping) else {}
 
 
 def _path(worklog_id: str) -> str:
@@ -72,7 +64,7 @@ class TracketClient(BaseClient):
         status = response.status_code
         if status in _STATUS_MEANING:
             return _STATUS_MEANING[status]
-        body = _json_object(response)
+        body = json_object(response)
         message = body.get("message") or body.get("error")
         if isinstance(message, str) and message:
             fields = body.get("fields")
@@ -85,7 +77,7 @@ class TracketClient(BaseClient):
         return super().describe_error(response)
 
     def _created_id(self, method: str, path: str, response: httpx.Response) -> str:
-        worklog_id = _json_object(response).get("worklogId")
+        worklog_id = json_object(response).get("worklogId")
         valid = isinstance(worklog_id, str | int) and not isinstance(worklog_id, bool)
         if not valid or worklog_id == "":
             # 2xx without an id: the worklog probably exists but cannot be named; the engine
@@ -118,7 +110,7 @@ class TracketClient(BaseClient):
     def get_worklog(self, worklog_id: str) -> Mapping[str, Any] | None:
         """GET /worklogs/{id}; the worklog, or None if Tracket does not have it."""
         response = self.request("GET", _path(worklog_id), allow_statuses=NOT_FOUND)
-        return None if response.status_code == 404 else _json_object(response)
+        return None if response.status_code == 404 else json_object(response)
 
 
 class TracketConnector(Connector):

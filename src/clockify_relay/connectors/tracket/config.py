@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clockify_relay.connectors.config_values import table
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Secret
 
@@ -92,16 +93,9 @@ def _optional_id(row: Mapping[str, Any], key: str, where: str) -> str | None:
     return None if value is None else _id(value, f"{where} {key}")
 
 
-def _table(section: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = section.get(name, {})
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"[{SECTION}.{name}] must be a table")
-    return value
-
-
 def _item_rows(section: Mapping[str, Any], name: str) -> dict[str, ItemRow]:
     rows: dict[str, ItemRow] = {}
-    for key, row in _table(section, name).items():
+    for key, row in table(section, name, SECTION).items():
         where = f'[{SECTION}.{name}."{key}"]'
         if not isinstance(row, Mapping):
             # Shorthand: "<clockify id>" = "<item id>".
@@ -119,7 +113,7 @@ def _item_rows(section: Mapping[str, Any], name: str) -> dict[str, ItemRow]:
 
 def _users(section: Mapping[str, Any]) -> dict[str, str]:
     users: dict[str, str] = {}
-    for key, row in _table(section, "users").items():
+    for key, row in table(section, "users", SECTION).items():
         where = f'[{SECTION}.users."{key}"] user_id'
         value = row.get("user_id") if isinstance(row, Mapping) else row
         if value is None:
@@ -158,7 +152,7 @@ def parse_config(section: Mapping[str, Any]) -> TracketConfig:
         raise ConfigurationError(f"[{SECTION}] timeout must be a number of seconds") from None
     if timeout <= 0:
         raise ConfigurationError(f"[{SECTION}] timeout must be positive")
-    defaults = _table(section, "defaults")
+    defaults = table(section, "defaults", SECTION)
     where = f"[{SECTION}.defaults]"
     return TracketConfig(
         token=raw_token,

@@ -245,8 +245,9 @@ def test_real_429_from_bursting(
     # Someone outside the relay burns the token's budget for this second.
     with httpx.Client(base_url=sandbox.base_urls["blikk"]) as http:
         for _ in range(4):
-            http.get("/v1/Admin/Users", params={"page": 1},
-                     headers={"Authorization": f"Bearer {token}"})
+            http.get(
+                "/v1/Admin/Users", params={"page": 1}, headers={"Authorization": f"Bearer {token}"}
+            )
     with pytest.raises(TransientError) as info:
         connector.create(entry, booking)
     assert info.value.retry_after == 1.0
@@ -284,7 +285,9 @@ def test_find_reconciles_by_marker(connector: BlikkConnector, sandbox: SandboxSe
 
 
 def test_token_shared_between_workers(
-    connector: BlikkConnector, sandbox: SandboxServer, settings: Settings,
+    connector: BlikkConnector,
+    sandbox: SandboxServer,
+    settings: Settings,
     redis_client: redis.Redis,
 ) -> None:
     connector.probe()
@@ -312,8 +315,13 @@ def test_lookups_page_through_every_registry(
     assert {"id": 219, "name": "User 119"} in users
     lookups = list_lookups(connector)
     assert set(lookups) == {
-        "users", "projects", "internal_projects", "absence_projects", "activities",
-        "time_codes", "time_articles",
+        "users",
+        "projects",
+        "internal_projects",
+        "absence_projects",
+        "activities",
+        "time_codes",
+        "time_articles",
     }
     assert lookups["projects"][0] == {"id": 1, "name": "26 Website relaunch"}
     assert lookups["time_codes"][0]["name"] == "Normal"

@@ -102,9 +102,7 @@ def test_not_billable_is_not_invoiceable_unless_configured() -> None:
     entry = entry_with("2026-03-10T08:00:00Z", "2026-03-10T08:20:00Z", billable=False)
     [b] = bookings(entry, parse_config(section()), STOCKHOLM)
     assert b.payload["hours"] == 0.33 and b.payload["invoiceableHours"] == 0.0
-    [b] = bookings(
-        entry, parse_config(section(invoiceable_when_not_billable=True)), STOCKHOLM
-    )
+    [b] = bookings(entry, parse_config(section(invoiceable_when_not_billable=True)), STOCKHOLM)
     assert b.payload["invoiceableHours"] == 0.33
 
 
@@ -127,13 +125,18 @@ def test_unmapped_project_names_project_and_key() -> None:
 def test_missing_required_reference_names_key() -> None:
     entry = parse_time_entry(fixture_json("NEW_TIME_ENTRY"))
     with pytest.raises(ConfigurationError, match="time_article_id"):
-        bookings(entry, parse_config(section(defaults={"activity_id": 1, "time_code_id": 2})),
-                 STOCKHOLM)
+        bookings(
+            entry, parse_config(section(defaults={"activity_id": 1, "time_code_id": 2})), STOCKHOLM
+        )
 
 
 def test_internal_project_and_no_project_defaults() -> None:
-    entry = entry_with("2026-03-10T08:00:00Z", "2026-03-10T09:00:00Z", projectId=PROJECT_INTERNAL,
-                       project={"id": PROJECT_INTERNAL})
+    entry = entry_with(
+        "2026-03-10T08:00:00Z",
+        "2026-03-10T09:00:00Z",
+        projectId=PROJECT_INTERNAL,
+        project={"id": PROJECT_INTERNAL},
+    )
     [b] = bookings(entry, parse_config(section()), STOCKHOLM)
     assert (b.payload["projectId"], b.payload["internalProjectId"]) == (None, 90)
     entry = entry_with("2026-03-10T08:00:00Z", "2026-03-10T09:00:00Z", projectId=None, project=None)

@@ -123,9 +123,7 @@ def test_create_update_delete_round_trip(sandbox: SandboxServer, everit_url: str
     conn.close()
 
 
-def test_without_user_mapping_no_on_behalf_header(
-    sandbox: SandboxServer, everit_url: str
-) -> None:
+def test_without_user_mapping_no_on_behalf_header(sandbox: SandboxServer, everit_url: str) -> None:
     conn = make(everit_url, users={})
     entry = load_entry()
     conn.create(entry, conn.bookings(entry)[0])
@@ -193,8 +191,11 @@ def test_validation_400_lists_field_errors(sandbox: SandboxServer, everit_url: s
     entry = load_entry()
     bad = Booking(
         key="",
-        payload={**conn.bookings(entry)[0].payload, "workDate": "10/03/2026",
-                 "workStartTime": "25:99"},
+        payload={
+            **conn.bookings(entry)[0].payload,
+            "workDate": "10/03/2026",
+            "workStartTime": "25:99",
+        },
     )
     with pytest.raises(PermanentError) as info:
         conn.create(entry, bad)
@@ -277,7 +278,8 @@ def test_success_without_worklog_id_is_unknown_outcome(
 
 def test_other_patch_error_result_is_permanent(sandbox: SandboxServer, everit_url: str) -> None:
     sandbox.inject_fault(
-        "everit", status=200,
+        "everit",
+        status=200,
         body={"error": {"message": "locked period", "result": "WORKLOG_LOCKED"}, "worklog": None},
     )
     conn = make(everit_url)

@@ -109,7 +109,8 @@ def test_html_entities_decoded_once() -> None:
     # The capture holds "&amp;lt;b&amp;gt; &amp;amp;": the person typed "&lt;b&gt; &amp;"
     # literally, so decoding exactly once must leave those entities in place.
     body = new_worklog(
-        entry("TIME_ENTRY_DELETED__html_entities"), ZoneInfo("Europe/Belgrade"),
+        entry("TIME_ENTRY_DELETED__html_entities"),
+        ZoneInfo("Europe/Belgrade"),
         config(defaults={"issue_id": 1}),
     )
     assert body["description"] == 'DSWH2_S4_html_entities &lt;b&gt; &amp; "q" <script>'
@@ -119,7 +120,8 @@ def test_html_entities_decoded_once() -> None:
 
 def test_rich_capture_keeps_unicode_and_newlines() -> None:
     body = new_worklog(
-        entry("TIME_ENTRY_DELETED__rich"), ZoneInfo("Europe/Belgrade"),
+        entry("TIME_ENTRY_DELETED__rich"),
+        ZoneInfo("Europe/Belgrade"),
         config(tasks={"TASK_A": 7}, tags={"TAG_A": 1, "TAG_B": 2}),
     )
     assert body["description"] == (
@@ -252,9 +254,7 @@ def test_bookings_use_payload_zone_then_user_zone_then_default() -> None:
     by_default = connector(Settings(default_timezone="America/New_York"), **MAPPED)
     # 08:00Z on 2026-03-10 is 04:00 EDT (DST began in the US on March 8).
     assert by_default.bookings(legacy)[0].payload["workStartTime"] == "04:00"
-    by_user = connector(
-        Settings(raw={"users": {USER: {"timezone": "Europe/Stockholm"}}}), **MAPPED
-    )
+    by_user = connector(Settings(raw={"users": {USER: {"timezone": "Europe/Stockholm"}}}), **MAPPED)
     assert by_user.bookings(legacy)[0].payload["workStartTime"] == "09:00"
     # The payload's own zone beats both.
     assert by_default.bookings(entry())[0].payload["workStartTime"] == "09:00"

@@ -121,9 +121,7 @@ def test_delete_of_missing_worklog_counts_as_done(tracket_url: str) -> None:
     make(tracket_url).delete(load_entry(), "gone-worklog-id")
 
 
-def test_odd_remote_id_stays_in_its_path_segment(
-    sandbox: SandboxServer, tracket_url: str
-) -> None:
+def test_odd_remote_id_stays_in_its_path_segment(sandbox: SandboxServer, tracket_url: str) -> None:
     # "../worklogs" must not escape /worklogs/{id}: quoted, it is just an unknown id → 404.
     conn = make(tracket_url)
     entry = load_entry()
@@ -162,9 +160,7 @@ def test_validation_400_is_permanent_and_names_fields(
 ) -> None:
     conn = make(tracket_url)
     entry = load_entry()
-    bad = Booking(
-        key="", payload={**conn.bookings(entry)[0].payload, "worklogDate": "2026-03-10"}
-    )
+    bad = Booking(key="", payload={**conn.bookings(entry)[0].payload, "worklogDate": "2026-03-10"})
     with pytest.raises(PermanentError) as info:
         conn.create(entry, bad)
     assert info.value.status == 400

@@ -69,9 +69,10 @@ def test_entry_before_local_midnight_is_one_worklog_at_local_start() -> None:
     assert body["worklogDate"] == "2026-03-10T23:15:00+01:00"
     assert body["worklogMinutes"] == 90.0
     # Same instant as the payload's start, so nothing is lost by sending local time.
-    assert datetime.fromisoformat(body["worklogDate"]) == entry(
-        "NEW_TIME_ENTRY__midnight_stockholm"
-    ).start
+    assert (
+        datetime.fromisoformat(body["worklogDate"])
+        == entry("NEW_TIME_ENTRY__midnight_stockholm").start
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,8 @@ def test_fractional_minutes_and_not_billable() -> None:
 
 def test_html_entities_decoded_once() -> None:
     body = worklog(
-        entry("TIME_ENTRY_DELETED__html_entities"), ZoneInfo("Europe/Belgrade"),
+        entry("TIME_ENTRY_DELETED__html_entities"),
+        ZoneInfo("Europe/Belgrade"),
         config(defaults={"item_id": "i", "user_id": "u"}),
     )
     assert body["description"] == 'DSWH2_S4_html_entities &lt;b&gt; &amp; "q" <script>'
@@ -123,8 +125,10 @@ def test_item_resolution_order() -> None:
     only_default = {"defaults": {"item_id": "item-default"}}
     assert resolve_item_id(e, config(**only_default)) == "item-default"
     # A task row that only sets a category does not stop the search for an item.
-    category_only = {"tasks": {TASK_DESIGN: {"worklog_category": "cat-t"}},
-                     "projects": {PROJECT: "item-web"}}
+    category_only = {
+        "tasks": {TASK_DESIGN: {"worklog_category": "cat-t"}},
+        "projects": {PROJECT: "item-web"},
+    }
     cfg = config(**category_only)
     assert resolve_item_id(e, cfg) == "item-web"
     assert resolve_category(e, cfg) == "cat-t"
