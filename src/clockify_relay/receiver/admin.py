@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from clockify_relay import ops
 from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.receiver.app import BodyTooLarge, error, json_response, read_body
+from clockify_relay.receiver.http import BodyTooLarge, error, json_response, read_body
 from clockify_relay.settings import Settings
 
 log = logging.getLogger("clockify_relay.admin")
@@ -57,8 +57,12 @@ def guarded(handler: Handler) -> Handler:
             return error(413, f"body is larger than {self.settings.max_body_bytes} bytes")
         except (RedisError, OSError) as exc:
             # The class name only: a Redis error's text may carry the connection URL.
-            log.warning("admin %s %s: Redis unavailable (%s)", request.method, request.url.path,
-                        type(exc).__name__)
+            log.warning(
+                "admin %s %s: Redis unavailable (%s)",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+            )
             return error(503, "redis unavailable, retry later", {"Retry-After": "5"})
 
     return endpoint
@@ -85,8 +89,10 @@ def _text(value: Any, name: str) -> str | None:
 
 def _filter_from(source: Mapping[str, Any]) -> ops.LetterFilter:
     return ops.LetterFilter.parse(
-        _text(source.get("target"), "target"), _text(source.get("event_type"), "event_type"),
-        _text(source.get("since"), "since"), _text(source.get("until"), "until"),
+        _text(source.get("target"), "target"),
+        _text(source.get("event_type"), "event_type"),
+        _text(source.get("since"), "since"),
+        _text(source.get("until"), "until"),
     )
 
 
@@ -95,8 +101,7 @@ def _selection(body: Mapping[str, Any]) -> tuple[list[str] | None, ops.LetterFil
     ids = body.get("ids")
     every = _flag(body.get("all"), "all")
     if ids is not None:
-        if (not isinstance(ids, list) or not ids
-                or not all(isinstance(i, str) and i for i in ids)):
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             raise ops.OpsError("ids must be a non-empty list of dead letter ids")
         if len(ids) > MAX_IDS:
             raise ops.OpsError(f"at most {MAX_IDS} ids per request")
@@ -122,8 +127,11 @@ class AdminApi:
         if not secret:
             log.info("admin API disabled: RELAY_ADMIN_JWT_SECRET is not set")
         elif len(secret.reveal().encode()) < MIN_SECRET_BYTES:
-            log.warning("RELAY_ADMIN_JWT_SECRET is shorter than %d bytes; use a long random "
-                        "secret (e.g. `openssl rand -hex 32`)", MIN_SECRET_BYTES)
+            log.warning(
+                "RELAY_ADMIN_JWT_SECRET is shorter than %d bytes; use a long random "
+                "secret (e.g. `openssl rand -hex 32`)",
+                MIN_SECRET_BYTES,
+            )
 
     def runtime(self) -> Runtime:
         """The runtime built from the app's settings (not the environment), on first use."""
@@ -162,8 +170,9 @@ class AdminApi:
             raise ops.OpsError("body must be a JSON object")
         return body
 
-    def _replay(self, ids: list[str] | None, flt: ops.LetterFilter | None, force: bool,
-                dry_run: bool) -> list[ops.ReplayResult]:
+    def _replay(
+        self, ids: list[str] | None, flt: ops.LetterFilter | None, force: bool, dry_run: bool
+    ) -> list[ops.ReplayResult]:
         rt = self.runtime()
         with self._replay_lock:
             letters, missing = ops.select_letters(rt, ids, flt, force=force)
@@ -180,22 +189,23 @@ class AdminApi:
         """GET /admin/dlq?target=&event_type=&since=&until="""
         flt = _filter_from(request.query_params)
         letters = await run_in_threadpool(ops.list_letters, self.runtime(), flt)
-        return json_response(200, {"count": len(letters),
-                                   "dead_letters": [ops.letter_summary(x) for x in letters]})
+        return json_response(
+            200, {"count": len(letters), "dead_letters": [ops.letter_summary(x) for x in letters]}
+        )
 
     @guarded
     async def show_letter(self, request: Request) -> Response:
         """GET /admin/dlq/{id}"""
-        letter = await run_in_threadpool(ops.get_letter, self.runtime(),
-                                         request.path_params["letter_id"])
+        letter = await run_in_threadpool(
+            ops.get_letter, self.runtime(), request.path_params["letter_id"]
+        )
         return json_response(200, ops.letter_detail(letter))
 
     @guarded
     async def replay_letter(self, request: Request) -> Response:
         """POST /admin/dlq/{id}/replay?force=true"""
         force = _flag(request.query_params.get("force"), "force")
-        result = await run_in_threadpool(self._replay_one, request.path_params["letter_id"],
-                                         force)
+        result = await run_in_threadpool(self._replay_one, request.path_params["letter_id"], force)
         return json_response(200, result.to_json())
 
     @guarded
@@ -207,10 +217,15 @@ class AdminApi:
         dry_run = _flag(body.get("dry_run"), "dry_run")
         results = await run_in_threadpool(self._replay, ids, flt, force, dry_run)
         failed = sum(not r.ok for r in results)
-        return json_response(200, {
-            "dry_run": dry_run, "results": [r.to_json() for r in results],
-            "replayed": 0 if dry_run else len(results) - failed, "failed": failed,
-        })
+        return json_response(
+            200,
+            {
+                "dry_run": dry_run,
+                "results": [r.to_json() for r in results],
+                "replayed": 0 if dry_run else len(results) - failed,
+                "failed": failed,
+            },
+        )
 
     @guarded
     async def delete_letter(self, request: Request) -> Response:
@@ -238,8 +253,9 @@ class AdminApi:
     @guarded
     async def show_event(self, request: Request) -> Response:
         """GET /admin/events/{event_id}"""
-        view = await run_in_threadpool(ops.event_view, self.runtime(),
-                                       request.path_params["event_id"])
+        view = await run_in_threadpool(
+            ops.event_view, self.runtime(), request.path_params["event_id"]
+        )
         return json_response(200, view.to_json())
 
     async def openapi(self, request: Request) -> Response:
@@ -249,16 +265,19 @@ class AdminApi:
     def routes(self) -> list[BaseRoute]:
         """The routes under /admin; fixed paths before the ``{letter_id}`` ones."""
         return [
-            Mount("/admin", routes=[
-                Route("/openapi.json", self.openapi, methods=["GET"]),
-                Route("/dlq", self.list_letters, methods=["GET"]),
-                Route("/dlq/replay", self.replay_many, methods=["POST"]),
-                Route("/dlq/purge", self.purge, methods=["POST"]),
-                Route("/dlq/{letter_id}", self.show_letter, methods=["GET"]),
-                Route("/dlq/{letter_id}", self.delete_letter, methods=["DELETE"]),
-                Route("/dlq/{letter_id}/replay", self.replay_letter, methods=["POST"]),
-                Route("/events/{event_id}", self.show_event, methods=["GET"]),
-            ]),
+            Mount(
+                "/admin",
+                routes=[
+                    Route("/openapi.json", self.openapi, methods=["GET"]),
+                    Route("/dlq", self.list_letters, methods=["GET"]),
+                    Route("/dlq/replay", self.replay_many, methods=["POST"]),
+                    Route("/dlq/purge", self.purge, methods=["POST"]),
+                    Route("/dlq/{letter_id}", self.show_letter, methods=["GET"]),
+                    Route("/dlq/{letter_id}", self.delete_letter, methods=["DELETE"]),
+                    Route("/dlq/{letter_id}/replay", self.replay_letter, methods=["POST"]),
+                    Route("/events/{event_id}", self.show_event, methods=["GET"]),
+                ],
+            ),
         ]
 
 
@@ -289,28 +308,59 @@ _ADMIN_ERRORS = {
     "503": _err("admin API disabled (RELAY_ADMIN_JWT_SECRET not set) or Redis unavailable"),
 }
 _FILTER_PARAMS = [
-    {"name": "target", "in": "query", "schema": {"type": "string"},
-     "description": "only dead letters of this target (everit, blikk, tracket, …)"},
-    {"name": "event_type", "in": "query", "schema": {"type": "string"},
-     "description": "only this Clockify event type, e.g. NEW_TIME_ENTRY"},
-    {"name": "since", "in": "query", "schema": {"type": "string"},
-     "description": "last failure at or after: ISO date/datetime (UTC unless an offset is "
-                    "given) or an age such as 30m, 2h, 3d, 1w"},
-    {"name": "until", "in": "query", "schema": {"type": "string"},
-     "description": "last failure at or before; same forms as since"},
+    {
+        "name": "target",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "only dead letters of this target (everit, blikk, tracket, …)",
+    },
+    {
+        "name": "event_type",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "only this Clockify event type, e.g. NEW_TIME_ENTRY",
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "last failure at or after: ISO date/datetime (UTC unless an offset is "
+        "given) or an age such as 30m, 2h, 3d, 1w",
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "last failure at or before; same forms as since",
+    },
 ]
-_LETTER_ID = {"name": "letter_id", "in": "path", "required": True, "schema": {"type": "string"},
-              "description": "dead letter id (as listed)"}
+_LETTER_ID = {
+    "name": "letter_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "dead letter id (as listed)",
+}
 
 
 def _admin(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"tags": ["admin"], "summary": summary, "security": [{"adminBearer": []}],
-            "responses": {**responses, **_ADMIN_ERRORS}, **extra}
+    return {
+        "tags": ["admin"],
+        "summary": summary,
+        "security": [{"adminBearer": []}],
+        "responses": {**responses, **_ADMIN_ERRORS},
+        **extra,
+    }
 
 
 _SELECTION_PROPS: dict[str, Any] = {
-    "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_IDS,
-            "description": "these dead letters (not with all/filters)"},
+    "ids": {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 1,
+        "maxItems": MAX_IDS,
+        "description": "these dead letters (not with all/filters)",
+    },
     "all": {"type": "boolean", "description": "every dead letter matching the filters"},
     "target": {"type": "string"},
     "event_type": {"type": "string"},
@@ -319,188 +369,362 @@ _SELECTION_PROPS: dict[str, Any] = {
 }
 
 _SCHEMAS: dict[str, Any] = {
-    "Error": {"type": "object", "required": ["error"],
-              "properties": {"error": {"type": "string"}}},
-    "DeadLetterSummary": {"type": "object", "properties": {
-        "id": {"type": "string"}, "target": {"type": "string"},
-        "event_type": {"type": "string"}, "event_id": {"type": "string"},
-        "entry_id": {"type": "string"}, "error_kind": {"type": "string",
-            "description": "TransientError, PermanentError, UnknownOutcomeError, "
-                           "ConfigurationError"},
-        "error": {"type": "string"}, "status": {"type": "integer", "nullable": True},
-        "attempts": {"type": "integer"},
-        "first_failure": {"type": "string", "format": "date-time"},
-        "last_failure": {"type": "string", "format": "date-time"},
-    }},
-    "DeadLetterList": {"type": "object", "properties": {
-        "count": {"type": "integer"},
-        "dead_letters": {"type": "array", "items": _ref("DeadLetterSummary")},
-    }},
-    "DeadLetter": {"type": "object", "properties": {
-        "id": {"type": "string"}, "target": {"type": "string"},
-        "event_id": {"type": "string"}, "event_type": {"type": "string"},
-        "entity_id": {"type": "string"}, "error_kind": {"type": "string"},
-        "error": {"type": "string"}, "status": {"type": "integer", "nullable": True},
-        "attempts": {"type": "integer"},
-        "first_failure": {"type": "number", "description": "Unix time"},
-        "last_failure": {"type": "number", "description": "Unix time"},
-        "first_failure_at": {"type": "string", "format": "date-time"},
-        "last_failure_at": {"type": "string", "format": "date-time"},
-        "history": {"type": "array", "items": {"type": "object", "properties": {
-            "at": {"type": "number"}, "at_iso": {"type": "string", "format": "date-time"},
-            "kind": {"type": "string"}, "error": {"type": "string"},
-            "status": {"type": "integer", "nullable": True}}}},
-        "envelope": _ref("Envelope"),
-    }},
-    "Envelope": {"type": "object", "description": "the event as ingested", "properties": {
-        "event_id": {"type": "string"}, "event_type": {"type": "string"},
-        "workspace_id": {"type": "string"}, "entity_id": {"type": "string"},
-        "received_at": {"type": "string", "format": "date-time"},
-        "sequence": {"type": "integer"},
-        "payload": {"type": "object", "description": "Clockify's webhook body"},
-    }},
-    "ReplayResult": {"type": "object", "properties": {
-        "id": {"type": "string"}, "ok": {"type": "boolean"},
-        "message": {"type": "string", "description": "what the delivery did, or why it failed"},
-        "target": {"type": "string", "nullable": True},
-        "event_id": {"type": "string", "nullable": True},
-        "event_type": {"type": "string", "nullable": True},
-        "found": {"type": "boolean"}, "dry_run": {"type": "boolean"},
-    }},
-    "ReplayRequest": {"type": "object", "properties": {
-        **_SELECTION_PROPS,
-        "force": {"type": "boolean", "description": "unknown-outcome letters: create again "
-                  "after checking the target; only with ids"},
-        "dry_run": {"type": "boolean", "description": "report what would be replayed"},
-    }},
-    "ReplayReport": {"type": "object", "properties": {
-        "dry_run": {"type": "boolean"},
-        "results": {"type": "array", "items": _ref("ReplayResult")},
-        "replayed": {"type": "integer"}, "failed": {"type": "integer"},
-    }},
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "DeadLetterSummary": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "target": {"type": "string"},
+            "event_type": {"type": "string"},
+            "event_id": {"type": "string"},
+            "entry_id": {"type": "string"},
+            "error_kind": {
+                "type": "string",
+                "description": "TransientError, PermanentError, UnknownOutcomeError, "
+                "ConfigurationError",
+            },
+            "error": {"type": "string"},
+            "status": {"type": "integer", "nullable": True},
+            "attempts": {"type": "integer"},
+            "first_failure": {"type": "string", "format": "date-time"},
+            "last_failure": {"type": "string", "format": "date-time"},
+        },
+    },
+    "DeadLetterList": {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "dead_letters": {"type": "array", "items": _ref("DeadLetterSummary")},
+        },
+    },
+    "DeadLetter": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "target": {"type": "string"},
+            "event_id": {"type": "string"},
+            "event_type": {"type": "string"},
+            "entity_id": {"type": "string"},
+            "error_kind": {"type": "string"},
+            "error": {"type": "string"},
+            "status": {"type": "integer", "nullable": True},
+            "attempts": {"type": "integer"},
+            "first_failure": {"type": "number", "description": "Unix time"},
+            "last_failure": {"type": "number", "description": "Unix time"},
+            "first_failure_at": {"type": "string", "format": "date-time"},
+            "last_failure_at": {"type": "string", "format": "date-time"},
+            "history": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "at": {"type": "number"},
+                        "at_iso": {"type": "string", "format": "date-time"},
+                        "kind": {"type": "string"},
+                        "error": {"type": "string"},
+                        "status": {"type": "integer", "nullable": True},
+                    },
+                },
+            },
+            "envelope": _ref("Envelope"),
+        },
+    },
+    "Envelope": {
+        "type": "object",
+        "description": "the event as ingested",
+        "properties": {
+            "event_id": {"type": "string"},
+            "event_type": {"type": "string"},
+            "workspace_id": {"type": "string"},
+            "entity_id": {"type": "string"},
+            "received_at": {"type": "string", "format": "date-time"},
+            "sequence": {"type": "integer"},
+            "payload": {"type": "object", "description": "Clockify's webhook body"},
+        },
+    },
+    "ReplayResult": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "ok": {"type": "boolean"},
+            "message": {"type": "string", "description": "what the delivery did, or why it failed"},
+            "target": {"type": "string", "nullable": True},
+            "event_id": {"type": "string", "nullable": True},
+            "event_type": {"type": "string", "nullable": True},
+            "found": {"type": "boolean"},
+            "dry_run": {"type": "boolean"},
+        },
+    },
+    "ReplayRequest": {
+        "type": "object",
+        "properties": {
+            **_SELECTION_PROPS,
+            "force": {
+                "type": "boolean",
+                "description": "unknown-outcome letters: create again "
+                "after checking the target; only with ids",
+            },
+            "dry_run": {"type": "boolean", "description": "report what would be replayed"},
+        },
+    },
+    "ReplayReport": {
+        "type": "object",
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "results": {"type": "array", "items": _ref("ReplayResult")},
+            "replayed": {"type": "integer"},
+            "failed": {"type": "integer"},
+        },
+    },
     "PurgeRequest": {"type": "object", "properties": _SELECTION_PROPS},
-    "PurgeReport": {"type": "object", "properties": {
-        "removed": {"type": "integer"},
-        "missing": {"type": "array", "items": {"type": "string"}},
-    }},
-    "EventView": {"type": "object", "properties": {
-        "event_id": {"type": "string"},
-        "summary": {"type": "object", "nullable": True},
-        "envelope": {"allOf": [_ref("Envelope")], "nullable": True},
-        "trace": {"type": "array", "items": {"type": "object", "properties": {
-            "at": {"type": "number"}, "at_iso": {"type": "string", "format": "date-time"},
-            "stage": {"type": "string"}, "target": {"type": "string"},
-            "attempt": {"type": "integer"}, "outcome": {"type": "string"},
-            "status": {"type": "integer"}, "reason": {"type": "string"},
-            "error_kind": {"type": "string"}, "error": {"type": "string"},
-            "response": {"type": "string"},
-            "remote_ids": {"type": "object", "additionalProperties": {"type": "string"}}}}},
-        "dead_letters": {"type": "array", "items": _ref("DeadLetterSummary")},
-    }},
-    "WebhookAnswer": {"type": "object", "properties": {
-        "status": {"type": "string", "enum": ["queued", "duplicate", "ignored"]},
-        "event_id": {"type": "string"}, "sequence": {"type": "integer"},
-        "event_type": {"type": "string"}, "reason": {"type": "string"},
-    }},
+    "PurgeReport": {
+        "type": "object",
+        "properties": {
+            "removed": {"type": "integer"},
+            "missing": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "EventView": {
+        "type": "object",
+        "properties": {
+            "event_id": {"type": "string"},
+            "summary": {"type": "object", "nullable": True},
+            "envelope": {"allOf": [_ref("Envelope")], "nullable": True},
+            "trace": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "at": {"type": "number"},
+                        "at_iso": {"type": "string", "format": "date-time"},
+                        "stage": {"type": "string"},
+                        "target": {"type": "string"},
+                        "attempt": {"type": "integer"},
+                        "outcome": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "reason": {"type": "string"},
+                        "error_kind": {"type": "string"},
+                        "error": {"type": "string"},
+                        "response": {"type": "string"},
+                        "remote_ids": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                },
+            },
+            "dead_letters": {"type": "array", "items": _ref("DeadLetterSummary")},
+        },
+    },
+    "WebhookAnswer": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["queued", "duplicate", "ignored"]},
+            "event_id": {"type": "string"},
+            "sequence": {"type": "integer"},
+            "event_type": {"type": "string"},
+            "reason": {"type": "string"},
+        },
+    },
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
 }
 
 _PATHS: dict[str, Any] = {
-    "/webhooks/clockify": {"post": {
-        "tags": ["webhook"], "summary": "Receive one Clockify webhook",
-        "description": "Verified by the Clockify-Signature header (a configured webhook token, "
-                       "or an add-on RS256 JWT). 202 only once the event is durably queued.",
-        "security": [{"clockifySignature": []}],
-        "parameters": [{"name": "Clockify-Webhook-Event-Type", "in": "header", "required": True,
-                        "schema": {"type": "string"}}],
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"type": "object", "description": "Clockify's event payload"}}}},
-        "responses": {
-            "202": _json(_ref("WebhookAnswer"), "queued"),
-            "200": _json(_ref("WebhookAnswer"), "duplicate, or an event type not routed"),
-            "400": _err("bad JSON, not an object, no event-type header, no id"),
-            "401": _err("bad or missing Clockify-Signature"),
-            "405": _err("method not allowed"),
-            "413": _err("body too large"),
-            "503": _err("queue unavailable; retry (Retry-After)"),
-        },
-    }},
-    "/healthz": {"get": {"tags": ["health"], "summary": "Liveness", "responses": {
-        "200": _json(_ref("Status"), "the process answers")}}},
-    "/readyz": {"get": {"tags": ["health"], "summary": "Readiness (Redis answers)", "responses": {
-        "200": _json(_ref("Status"), "ready"), "503": _err("Redis unreachable")}}},
-    "/metrics": {"get": {"tags": ["health"], "summary": "Prometheus metrics (answers, queue, "
-                         "dead letters, parked)", "responses": {"200": {
-                             "description": "Prometheus text format",
-                             "content": {"text/plain": {}}}}}},
-    "/admin/openapi.json": {"get": {"tags": ["admin"], "summary": "This document (public)",
-                                    "responses": {"200": {"description": "OpenAPI 3 document",
-                                                          "content": {"application/json": {}}}}}},
-    "/admin/dlq": {"get": _admin(
-        "List dead letters (oldest last failure first)",
-        {"200": _json(_ref("DeadLetterList"), "matching dead letters"),
-         "400": _err("bad filter value")},
-        parameters=_FILTER_PARAMS)},
-    "/admin/dlq/replay": {"post": _admin(
-        "Replay several dead letters (by ids, or all matching filters)",
-        {"200": _json(_ref("ReplayReport"), "per-id results; failed ones stay in the queue"),
-         "400": _err("bad body: neither ids nor all, both, force without ids, bad filter"),
-         "413": _err("body too large")},
-        requestBody={"required": True, "content": {"application/json": {
-            "schema": _ref("ReplayRequest")}}})},
-    "/admin/dlq/purge": {"post": _admin(
-        "Delete dead letters for good (by ids, or all matching filters)",
-        {"200": _json(_ref("PurgeReport"), "how many were removed, which ids were unknown"),
-         "400": _err("bad body"), "413": _err("body too large")},
-        requestBody={"required": True, "content": {"application/json": {
-            "schema": _ref("PurgeRequest")}}})},
-    "/admin/dlq/{letter_id}": {
-        "get": _admin("One dead letter with history and envelope",
-                      {"200": _json(_ref("DeadLetter"), "the record"),
-                       "404": _err("no such dead letter")}, parameters=[_LETTER_ID]),
-        "delete": _admin("Delete one dead letter", {
-            "200": _json({"type": "object", "properties": {
-                "removed": {"type": "integer"}, "id": {"type": "string"}}}, "removed"),
-            "404": _err("no such dead letter")}, parameters=[_LETTER_ID]),
+    "/webhooks/clockify": {
+        "post": {
+            "tags": ["webhook"],
+            "summary": "Receive one Clockify webhook",
+            "description": "Verified by the Clockify-Signature header (a configured webhook token, "
+            "or an add-on RS256 JWT). 202 only once the event is durably queued.",
+            "security": [{"clockifySignature": []}],
+            "parameters": [
+                {
+                    "name": "Clockify-Webhook-Event-Type",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "description": "Clockify's event payload"}
+                    }
+                },
+            },
+            "responses": {
+                "202": _json(_ref("WebhookAnswer"), "queued"),
+                "200": _json(_ref("WebhookAnswer"), "duplicate, or an event type not routed"),
+                "400": _err("bad JSON, not an object, no event-type header, no id"),
+                "401": _err("bad or missing Clockify-Signature"),
+                "405": _err("method not allowed"),
+                "413": _err("body too large"),
+                "503": _err("queue unavailable; retry (Retry-After)"),
+            },
+        }
     },
-    "/admin/dlq/{letter_id}/replay": {"post": _admin(
-        "Replay one dead letter now",
-        {"200": _json(_ref("ReplayResult"),
-                      "ok true: delivered and removed; ok false: still failing, kept with "
-                      "the new attempt recorded"),
-         "400": _err("bad force value"), "404": _err("no such dead letter")},
-        parameters=[_LETTER_ID, {
-            "name": "force", "in": "query", "schema": {"type": "boolean", "default": False},
-            "description": "unknown-outcome letters only, after checking the target"}])},
-    "/admin/events/{event_id}": {"get": _admin(
-        "An event's envelope, trace and open dead letters",
-        {"200": _json(_ref("EventView"), "what happened to the event"),
-         "404": _err("never received, or its trace expired")},
-        parameters=[{"name": "event_id", "in": "path", "required": True,
-                     "schema": {"type": "string"}}])},
+    "/healthz": {
+        "get": {
+            "tags": ["health"],
+            "summary": "Liveness",
+            "responses": {"200": _json(_ref("Status"), "the process answers")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "tags": ["health"],
+            "summary": "Readiness (Redis answers)",
+            "responses": {"200": _json(_ref("Status"), "ready"), "503": _err("Redis unreachable")},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "tags": ["health"],
+            "summary": "Prometheus metrics (answers, queue, dead letters, parked)",
+            "responses": {
+                "200": {"description": "Prometheus text format", "content": {"text/plain": {}}}
+            },
+        }
+    },
+    "/admin/openapi.json": {
+        "get": {
+            "tags": ["admin"],
+            "summary": "This document (public)",
+            "responses": {
+                "200": {"description": "OpenAPI 3 document", "content": {"application/json": {}}}
+            },
+        }
+    },
+    "/admin/dlq": {
+        "get": _admin(
+            "List dead letters (oldest last failure first)",
+            {
+                "200": _json(_ref("DeadLetterList"), "matching dead letters"),
+                "400": _err("bad filter value"),
+            },
+            parameters=_FILTER_PARAMS,
+        )
+    },
+    "/admin/dlq/replay": {
+        "post": _admin(
+            "Replay several dead letters (by ids, or all matching filters)",
+            {
+                "200": _json(_ref("ReplayReport"), "per-id results; failed ones stay in the queue"),
+                "400": _err("bad body: neither ids nor all, both, force without ids, bad filter"),
+                "413": _err("body too large"),
+            },
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ReplayRequest")}},
+            },
+        )
+    },
+    "/admin/dlq/purge": {
+        "post": _admin(
+            "Delete dead letters for good (by ids, or all matching filters)",
+            {
+                "200": _json(_ref("PurgeReport"), "how many were removed, which ids were unknown"),
+                "400": _err("bad body"),
+                "413": _err("body too large"),
+            },
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("PurgeRequest")}},
+            },
+        )
+    },
+    "/admin/dlq/{letter_id}": {
+        "get": _admin(
+            "One dead letter with history and envelope",
+            {"200": _json(_ref("DeadLetter"), "the record"), "404": _err("no such dead letter")},
+            parameters=[_LETTER_ID],
+        ),
+        "delete": _admin(
+            "Delete one dead letter",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"removed": {"type": "integer"}, "id": {"type": "string"}},
+                    },
+                    "removed",
+                ),
+                "404": _err("no such dead letter"),
+            },
+            parameters=[_LETTER_ID],
+        ),
+    },
+    "/admin/dlq/{letter_id}/replay": {
+        "post": _admin(
+            "Replay one dead letter now",
+            {
+                "200": _json(
+                    _ref("ReplayResult"),
+                    "ok true: delivered and removed; ok false: still failing, kept with "
+                    "the new attempt recorded",
+                ),
+                "400": _err("bad force value"),
+                "404": _err("no such dead letter"),
+            },
+            parameters=[
+                _LETTER_ID,
+                {
+                    "name": "force",
+                    "in": "query",
+                    "schema": {"type": "boolean", "default": False},
+                    "description": "unknown-outcome letters only, after checking the target",
+                },
+            ],
+        )
+    },
+    "/admin/events/{event_id}": {
+        "get": _admin(
+            "An event's envelope, trace and open dead letters",
+            {
+                "200": _json(_ref("EventView"), "what happened to the event"),
+                "404": _err("never received, or its trace expired"),
+            },
+            parameters=[
+                {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        )
+    },
 }
 
 
 @functools.cache
 def _document() -> bytes:
-    return orjson.dumps({
-        "openapi": "3.0.3",
-        "info": {"title": "clockify-relay", "version": "0.1.0",
-                 "description": "Clockify webhooks in; deliveries to Everit, Blikk, Tracket. "
-                                "Admin API for the dead-letter queue and event traces."},
-        "tags": [{"name": "webhook"}, {"name": "health"}, {"name": "admin"}],
-        "paths": _PATHS,
-        "components": {
-            "schemas": _SCHEMAS,
-            "securitySchemes": {
-                "adminBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                                "description": "HS256 JWT signed with RELAY_ADMIN_JWT_SECRET, "
-                                               "exp required (clockify-relay admin-token)"},
-                "clockifySignature": {"type": "apiKey", "in": "header",
-                                      "name": "Clockify-Signature"},
+    return orjson.dumps(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "clockify-relay",
+                "version": "0.1.0",
+                "description": "Clockify webhooks in; deliveries to Everit, Blikk, Tracket. "
+                "Admin API for the dead-letter queue and event traces.",
             },
-        },
-    })
+            "tags": [{"name": "webhook"}, {"name": "health"}, {"name": "admin"}],
+            "paths": _PATHS,
+            "components": {
+                "schemas": _SCHEMAS,
+                "securitySchemes": {
+                    "adminBearer": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "JWT",
+                        "description": "HS256 JWT signed with RELAY_ADMIN_JWT_SECRET, "
+                        "exp required (clockify-relay admin-token)",
+                    },
+                    "clockifySignature": {
+                        "type": "apiKey",
+                        "in": "header",
+                        "name": "Clockify-Signature",
+                    },
+                },
+            },
+        }
+    )
 
 
 def openapi_document() -> dict[str, Any]:

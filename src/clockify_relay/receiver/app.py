@@ -14,8 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 import orjson
 import redis.asyncio as aioredis
@@ -31,42 +30,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from clockify_relay.clockify.models import ROUTED_EVENTS
 from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
 from clockify_relay.pipeline.messages import QUEUE
+from clockify_relay.receiver.admin import admin_routes
+from clockify_relay.receiver.http import BodyTooLarge, error, json_response, read_body
 from clockify_relay.receiver.ingest import Ingestor
 from clockify_relay.redis_conn import Keys, async_client
 from clockify_relay.settings import Settings, load_settings
 
 log = logging.getLogger("clockify_relay.receiver")
 RETRY_AFTER_SECONDS = "5"
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the configured limit."""
-
-
-def json_response(
-    status: int, content: Mapping[str, Any], headers: dict[str, str] | None = None
-) -> Response:
-    """A JSON response serialised with orjson (the receiver's hot path)."""
-    return Response(orjson.dumps(content), status, headers, media_type="application/json")
-
-
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return json_response(status, {"error": message}, headers)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read the body, stopping as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class Receiver:
@@ -218,13 +189,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     client = async_client(settings)
     receiver = Receiver(settings, client)
-    routes = receiver.routes()
-    try:
-        from clockify_relay.receiver.admin import admin_routes
-    except ImportError:  # pragma: no cover - the admin API ships with the delivery engine
-        pass
-    else:
-        routes += admin_routes(settings)
+    routes = receiver.routes() + admin_routes(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
