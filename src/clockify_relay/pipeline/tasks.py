@@ -64,22 +64,30 @@ def backoff_delay(policy: RetryPolicy, attempt: int, retry_after: float | None) 
     return random.uniform(0, cap)
 
 
+def trace_delivery(rt: Runtime, envelope: dict[str, Any], target: str, **fields: Any) -> None:
+    """Record one step of a delivery in the event's trace."""
+    trace.record(
+        rt.redis,
+        rt.keys,
+        envelope["event_id"],
+        rt.settings.trace_ttl,
+        stage="deliver",
+        target=target,
+        **fields,
+    )
+
+
 def run_delivery(
     rt: Runtime, target: str, envelope: dict[str, Any], attempt: int = 1, force: bool = False
 ) -> Outcome:
     """Deliver once and trace it; raises the relay error on failure (traced too)."""
-    event_id = envelope["event_id"]
-    ttl = rt.settings.trace_ttl
     try:
         outcome = rt.delivery(target).deliver(envelope, force=force)
     except RelayError as exc:
-        trace.record(
-            rt.redis,
-            rt.keys,
-            event_id,
-            ttl,
-            stage="deliver",
-            target=target,
+        trace_delivery(
+            rt,
+            envelope,
+            target,
             attempt=attempt,
             outcome="failed",
             error_kind=exc.kind,
@@ -88,13 +96,10 @@ def run_delivery(
             response=exc.response_excerpt,
         )
         raise
-    trace.record(
-        rt.redis,
-        rt.keys,
-        event_id,
-        ttl,
-        stage="deliver",
-        target=target,
+    trace_delivery(
+        rt,
+        envelope,
+        target,
         attempt=attempt,
         outcome=outcome.action,
         reason=outcome.reason,
@@ -121,13 +126,10 @@ def dead_letter(
 ) -> None:
     """Put a delivery in the dead-letter queue and say so in the trace."""
     rt.dlq.add(target, envelope, exc, attempts)
-    trace.record(
-        rt.redis,
-        rt.keys,
-        envelope["event_id"],
-        rt.settings.trace_ttl,
-        stage="deliver",
-        target=target,
+    trace_delivery(
+        rt,
+        envelope,
+        target,
         outcome="dead-lettered",
         reason=exc.message,
     )
@@ -157,13 +159,10 @@ def deliver(
                 return
             delay = backoff_delay(policy, attempt, exc.retry_after)
             how = schedule_retry(rt, target, envelope, attempt, force, delay)
-            trace.record(
-                rt.redis,
-                rt.keys,
-                event_id,
-                rt.settings.trace_ttl,
-                stage="deliver",
-                target=target,
+            trace_delivery(
+                rt,
+                envelope,
+                target,
                 outcome=how,
                 delay=round(delay, 3),
             )
