@@ -150,8 +150,8 @@ class BlikkClient(BaseClient):
         allow_statuses: frozenset[int] = frozenset(),
     ) -> httpx.Response:
         """An authenticated request; on a 401 the token is refreshed once and the call retried."""
-        token = self.tokens.get()
-        try:
+
+        def send(token: AccessToken) -> httpx.Response:
             return self.request(
                 method,
                 path,
@@ -160,22 +160,18 @@ class BlikkClient(BaseClient):
                 headers={"Authorization": f"Bearer {token.token}"},
                 allow_statuses=allow_statuses,
             )
+
+        token = self.tokens.get()
+        try:
+            return send(token)
         except PermanentError as exc:
             if exc.status != 401:
                 raise
         # The token expired early or was revoked: drop it (unless already replaced) and retry.
         log.info("blikk: 401 on %s %s, refreshing the access token", method, path)
         self.tokens.invalidate(token)
-        token = self.tokens.get()
         try:
-            return self.request(
-                method,
-                path,
-                json=json,
-                params=params,
-                headers={"Authorization": f"Bearer {token.token}"},
-                allow_statuses=allow_statuses,
-            )
+            return send(self.tokens.get())
         except PermanentError as exc:
             if exc.status == 401:
                 raise PermanentError(
