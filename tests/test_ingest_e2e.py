@@ -21,7 +21,10 @@ def test_posted_event_is_processed_by_a_worker(redis_url: str, key_prefix: str) 
     try:
         response = httpx.post(
             url + "/webhooks/clockify",
-            content=b'{"id": "e2e-entry-1", "workspaceId": "WS1", "description": "&lt;b&gt;"}',
+            content=(
+                b'{"id": "e2e-entry-1", "workspaceId": "WS1", "description": "&lt;b&gt;",'
+                b' "timeInterval": {"start": "2026-11-20T08:00:00Z"}}'
+            ),
             headers={"Clockify-Webhook-Event-Type": "NEW_TIME_ENTRY", "Clockify-Signature": TOKEN},
         )
         assert response.status_code == 202, response.text

@@ -146,6 +146,9 @@ def test_bad_input_gets_400_and_nothing_is_queued(
         (b'{"description": "no id"}', "NEW_TIME_ENTRY", "no id"),
         (b'{"id": ""}', "NEW_APPROVAL_REQUEST", "no id"),
         (b'{"id": 42}', "TIME_ENTRY_DELETED", "no id"),
+        (b'{"id": "e1"}', "NEW_TIME_ENTRY", "no timeInterval.start"),
+        (b'{"id": "e1", "timeInterval": {"start": null}}', "TIMER_STOPPED", "timeInterval.start"),
+        (b'{"id": "e1", "timeInterval": []}', "TIME_ENTRY_UPDATED", "timeInterval.start"),
         (b"", "NEW_TIME_ENTRY", "not valid JSON"),
         (b"\xff\xfe", "NEW_TIME_ENTRY", "not valid JSON"),
     ]

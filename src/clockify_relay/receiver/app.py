@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -27,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from clockify_relay.clockify.models import ROUTED_EVENTS
+from clockify_relay.clockify.models import ROUTED_EVENTS, TIME_ENTRY_EVENTS
 from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
 from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.receiver.admin import admin_routes
@@ -38,6 +39,12 @@ from clockify_relay.settings import Settings, load_settings
 
 log = logging.getLogger("clockify_relay.receiver")
 RETRY_AFTER_SECONDS = "5"
+
+
+def has_start(payload: Mapping[str, Any]) -> bool:
+    """True when a time entry payload carries ``timeInterval.start`` as a string."""
+    interval = payload.get("timeInterval")
+    return isinstance(interval, dict) and isinstance(interval.get("start"), str)
 
 
 class Receiver:
@@ -97,6 +104,9 @@ class Receiver:
         entity_id = payload.get("id")
         if not isinstance(entity_id, str) or not entity_id:
             return error(400, f"{event_type} payload has no id")
+        if event_type in TIME_ENTRY_EVENTS and not has_start(payload):
+            # Cheap shape check only (the worker parses fully): no start, nothing to book.
+            return error(400, f"{event_type} payload has no timeInterval.start")
         try:
             result = await self.ingestor.ingest(event_type, workspace_id, entity_id, raw)
         except (RedisError, OSError) as exc:
