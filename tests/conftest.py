@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from clockify_relay.embedded_redis import EmbeddedRedis
+from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -68,3 +69,10 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxServer]:
+    """The sandbox fakes over real HTTP, shared by the session (tests reset it as they need)."""
+    with SandboxServer() as server:
+        yield server

@@ -14,12 +14,6 @@ from clockify_relay.sandbox.server import SandboxServer
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> SandboxServer:
-    with SandboxServer() as server:
-        yield server  # type: ignore[misc]
-
-
 def configure(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,

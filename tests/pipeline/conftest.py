@@ -18,12 +18,6 @@ from tests.fixture_loader import fixture_json
 _sequence = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer() as server:
-        yield server
-
-
 @pytest.fixture
 def clean_sandbox(sandbox: SandboxServer) -> SandboxServer:
     sandbox.reset()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from tests.fixture_loader import TAG_MEETING, TASK_DESIGN, fixture_json
+from tests.fixture_loader import USER_ANNA as USER
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.base import Booking
@@ -28,26 +26,15 @@ from clockify_relay.settings import Secret, Settings
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path(__file__).resolve().parents[5] / "tests" / "fixtures" / "clockify"
 API_KEY = "sandbox-everit-key"
 WRONG_KEY = "wrong-everit-key-0123456789"
-USER = "6641f2b4c7e13b5d2a8f0c21"
-PROJECT = "6641f3e8c7e13b5d2a8f0c41"
-TASK_DESIGN = "6641f40ac7e13b5d2a8f0c51"
-TAG_MEETING = "6641f42fc7e13b5d2a8f0c61"
 ACCOUNT = "557058:anna"
 
 
 def load_entry(name: str = "NEW_TIME_ENTRY", **changes: Any) -> TimeEntry:
-    payload = copy.deepcopy(json.loads((FIXTURES / f"{name}.json").read_text()))
+    payload = fixture_json(name)
     payload.update(changes)
     return parse_time_entry(payload)
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-import json
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from tests.fixture_loader import PROJECT_WEBSITE as PROJECT
+from tests.fixture_loader import TAG_MEETING, TAG_REMOTE, TASK_DESIGN, fixture_json
+from tests.fixture_loader import USER_ANNA as USER
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.everit.client import EveritConnector
@@ -18,26 +18,14 @@ from clockify_relay.connectors.everit.mapping import jira_keys, new_worklog, res
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Secret, Settings
 
-FIXTURES = Path(__file__).resolve().parents[5] / "tests" / "fixtures" / "clockify"
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 # Ids from the recorded fixtures (tests/fixtures/clockify/NEW_TIME_ENTRY.json).
-USER = "6641f2b4c7e13b5d2a8f0c21"
-PROJECT = "6641f3e8c7e13b5d2a8f0c41"
-TASK_DESIGN = "6641f40ac7e13b5d2a8f0c51"
-TAG_MEETING = "6641f42fc7e13b5d2a8f0c61"
-TAG_REMOTE = "6641f42fc7e13b5d2a8f0c62"
-
-
-def load(name: str) -> dict[str, Any]:
-    """A recorded Clockify webhook body by file name (without .json)."""
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
 
 
 def entry(name: str = "NEW_TIME_ENTRY", **interval: Any) -> TimeEntry:
     """A fixture as a TimeEntry, optionally with timeInterval fields replaced."""
-    payload = copy.deepcopy(load(name))
+    payload = fixture_json(name)
     payload["timeInterval"].update(interval)
     return parse_time_entry(payload)
 
@@ -148,7 +136,7 @@ def test_issue_resolution_order() -> None:
 
 
 def test_jira_key_in_description_beats_default() -> None:
-    payload = load("NEW_TIME_ENTRY")
+    payload = fixture_json("NEW_TIME_ENTRY")
     payload["description"] = "Review of lower-proj-1 and NRD-7, then XNRD-1042 and NRD-1042 again"
     e = parse_time_entry(payload)
     assert jira_keys(e.description) == ["NRD-7", "XNRD-1042", "NRD-1042"]
@@ -165,7 +153,7 @@ def test_jira_key_not_matched_inside_words() -> None:
 
 
 def test_unmapped_entry_names_the_keys_to_add() -> None:
-    payload = load("NEW_TIME_ENTRY")
+    payload = fixture_json("NEW_TIME_ENTRY")
     payload["description"] = "Work on NRD-1042"
     with pytest.raises(ConfigurationError) as info:
         new_worklog(parse_time_entry(payload), STOCKHOLM, config())
@@ -179,7 +167,7 @@ def test_unmapped_entry_names_the_keys_to_add() -> None:
 
 
 def test_unmapped_entry_without_task_or_project() -> None:
-    payload = load("NEW_TIME_ENTRY")
+    payload = fixture_json("NEW_TIME_ENTRY")
     payload.pop("projectId")
     payload["project"] = None
     payload["task"] = None

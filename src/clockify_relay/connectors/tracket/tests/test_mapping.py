@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from tests.fixture_loader import PROJECT_WEBSITE as PROJECT
+from tests.fixture_loader import TASK_DESIGN, fixture_json
+from tests.fixture_loader import USER_ANNA as USER
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.tracket.client import TracketConnector
@@ -24,11 +24,7 @@ from clockify_relay.connectors.tracket.mapping import resolve_category, resolve_
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Secret, Settings
 
-FIXTURES = Path(__file__).resolve().parents[5] / "tests" / "fixtures" / "clockify"
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
-USER = "6641f2b4c7e13b5d2a8f0c21"
-PROJECT = "6641f3e8c7e13b5d2a8f0c41"
-TASK_DESIGN = "6641f40ac7e13b5d2a8f0c51"
 
 MAPPED: dict[str, Any] = {
     "users": {USER: {"user_id": "tk-anna"}},
@@ -37,13 +33,8 @@ MAPPED: dict[str, Any] = {
 }
 
 
-def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
-
-
 def entry(name: str = "NEW_TIME_ENTRY", **interval: Any) -> TimeEntry:
-    payload = copy.deepcopy(load(name))
+    payload = fixture_json(name)
     payload["timeInterval"].update(interval)
     return parse_time_entry(payload)
 
@@ -93,7 +84,7 @@ def test_dst_dates_carry_the_offset_in_force(
 
 
 def test_fractional_minutes_and_not_billable() -> None:
-    payload = load("NEW_TIME_ENTRY")
+    payload = fixture_json("NEW_TIME_ENTRY")
     payload["billable"] = False
     payload["timeInterval"].update(
         start="2026-03-10T08:00:00.500Z", end="2026-03-10T08:01:01.500Z", duration="PT1M1S"
