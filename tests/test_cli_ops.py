@@ -28,7 +28,6 @@ from tests.pipeline.conftest import (  # noqa: F401  (fixtures are used by name)
     clean_sandbox,
     entry_payload,
     envelope,
-    sandbox,
     worklogs,
 )
 

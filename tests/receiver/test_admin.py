@@ -28,7 +28,6 @@ from tests.pipeline.conftest import (  # noqa: F401  (fixtures are used by name)
     entry_payload,
     envelope,
     everit_section,
-    sandbox,
     worklogs,
 )
 
