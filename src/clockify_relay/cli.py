@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,8 +60,8 @@ def serve(host: str, port: int, workers: int) -> None:
     serve_receiver(host, port, workers)
 
 
-def worker_argv(concurrency: int, beat: bool = False) -> list[str]:
-    argv = [
+def worker_argv(concurrency: int) -> list[str]:
+    return [
         "worker",
         "--concurrency",
         str(concurrency),
@@ -68,10 +69,10 @@ def worker_argv(concurrency: int, beat: bool = False) -> list[str]:
         os.environ.get("RELAY_LOG_LEVEL", "info").upper(),
         "--without-gossip",
         "--without-mingle",
+        # A node name of its own per worker process on a host (pid), not celery@<host> for all.
+        "--hostname",
+        f"relay-{os.getpid()}@%h",
     ]
-    if beat:
-        argv.append("--beat")
-    return argv
 
 
 @main.command()
@@ -84,9 +85,13 @@ def worker_argv(concurrency: int, beat: bool = False) -> list[str]:
 )
 def worker(concurrency: int, beat: bool) -> None:
     """Run a Celery worker that delivers queued events."""
+    from clockify_relay.pipeline import scheduler as relay_scheduler
     from clockify_relay.pipeline.celery_app import app
+    from clockify_relay.pipeline.runtime import runtime
 
-    app.worker_main(worker_argv(concurrency, beat))
+    if beat:
+        relay_scheduler.start_thread(runtime())
+    app.worker_main(worker_argv(concurrency))
 
 
 @main.command()
@@ -133,7 +138,6 @@ def run(
         click.echo(f"embedded Redis at {embedded.url} (data in {data_dir / 'redis'})")
     if with_sandbox:
         sandbox_server = _start_sandbox_mode(sandbox_port, data_dir, sandbox_reread)
-    os.environ.setdefault("RELAY_BEAT_SCHEDULE_FILE", str(data_dir / "beat-schedule"))
     worker_process = subprocess.Popen(
         [
             sys.executable,
@@ -163,10 +167,19 @@ def run(
 
 @main.command()
 def scheduler() -> None:
-    """Run the scheduler (Celery beat) that releases parked deliveries. Run exactly one."""
-    from clockify_relay.pipeline.celery_app import app
+    """Run the scheduler: releases parked deliveries, re-queues lost messages. Run one."""
+    import logging
+    import threading
 
-    app.Beat(loglevel=os.environ.get("RELAY_LOG_LEVEL", "info").upper()).run()
+    from clockify_relay.pipeline import scheduler as relay_scheduler
+    from clockify_relay.pipeline.runtime import runtime
+
+    logging.basicConfig(level=os.environ.get("RELAY_LOG_LEVEL", "info").upper())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo("scheduler running")
+    with contextlib.suppress(KeyboardInterrupt):
+        relay_scheduler.run(runtime(), stop)
 
 
 def _start_sandbox_mode(port: int, data_dir: Path, reread: bool) -> SandboxServer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 
+from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -52,8 +53,24 @@ class Keys:
 
     @property
     def parked(self) -> str:
-        """Sorted set of deliveries waiting longer than a Celery countdown may (score = due)."""
+        """Sorted set of outbox message ids waiting longer than a Celery countdown may
+        (score = when due); the messages themselves are in the outbox."""
         return f"{self.prefix}parked"
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue (a Redis list; kombu adds the same prefix to its keys)."""
+        return f"{self.prefix}{QUEUE}"
+
+    def outbox(self, part: str = "") -> str:
+        """The outbox (docs/ARCHITECTURE.md, "Nothing lost"): ``outbox`` hash of message id →
+        message; ``outbox:waiting`` (id → queue number), ``outbox:received`` (id → when a worker
+        received it), ``outbox:resends``, ``outbox:counter``, ``outbox:mark``."""
+        return f"{self.prefix}outbox{':' + part if part else ''}"
+
+    def routed(self, event_id: str) -> str:
+        """Set once when an event has been fanned out, so a second route does nothing."""
+        return f"{self.prefix}routed:{event_id}"
 
     def ratelimit(self, scope: str) -> str:
         return f"{self.prefix}ratelimit:{scope}"

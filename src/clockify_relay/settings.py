@@ -10,7 +10,6 @@ Every key is documented in README.md ("Configuration").
 from __future__ import annotations
 
 import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,6 @@ from typing import Any
 
 from clockify_relay.errors import ConfigurationError
 
-DEFAULT_BEAT_SCHEDULE = str(Path(tempfile.gettempdir()) / "clockify-relay-beat-schedule")
 BUNDLED_ADDON_PUBLIC_KEY = Path(__file__).parent / "clockify" / "clockify-addon-public-key.pem"
 
 
@@ -94,8 +92,13 @@ class Settings:
 
     # Worker.
     visibility_timeout: int = 600
-    beat_schedule_file: str = DEFAULT_BEAT_SCHEDULE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    # Outbox sweeper (pipeline/outbox.py): seconds a message may sit between leaving the queue
+    # and reaching a worker before it counts as lost, and how often a message may be queued
+    # again (lost, or failing for other reasons than Redis) before it is dead-lettered.
+    lost_after: float = 30.0
+    max_resends: int = 5
 
     # Admin API.
     admin_jwt_secret: Secret | None = None
@@ -113,6 +116,12 @@ class Settings:
     targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The whole TOML document, for sections other modules own (e.g. [users], [projects]).
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds after a worker received a message when, still not done, it is queued again:
+        well past the visibility timeout, after which kombu itself restores it."""
+        return 2.0 * self.visibility_timeout + 60.0
 
     @property
     def addon_verification_enabled(self) -> bool:
@@ -250,7 +259,8 @@ def load_settings(
         visibility_timeout=_int(
             env, "RELAY_VISIBILITY_TIMEOUT", int(relay.get("visibility_timeout", 600))
         ),
-        beat_schedule_file=env.get("RELAY_BEAT_SCHEDULE_FILE") or DEFAULT_BEAT_SCHEDULE,
+        lost_after=_float(env, "RELAY_LOST_AFTER", 30.0),
+        max_resends=_int(env, "RELAY_MAX_RESENDS", 5),
         retry=_retry_policy(doc.get("retry", {})),
         admin_jwt_secret=Secret(admin_secret) if admin_secret else None,
         clockify_api_key=Secret(api_key) if api_key else None,

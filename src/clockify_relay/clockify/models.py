@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 TIME_ENTRY_EVENTS = frozenset(
@@ -49,6 +49,38 @@ APPROVAL_STATES = frozenset(
 
 class PayloadError(ValueError):
     """A webhook body that is not a usable Clockify payload (answered 400, never queued)."""
+
+
+# What a worker can process (docs/ARCHITECTURE.md, "A 202 is a promise"): the receiver refuses
+# anything beyond these limits, so no accepted body fails later in a decoder or a mapper.
+MAX_DEPTH = 32  # nesting of objects and arrays; Clockify's own bodies are about 4 deep
+MAX_INTEGER = 2**63 - 1  # integers and integral numbers within signed 64 bits
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2199, 12, 31, tzinfo=UTC)
+MAX_ENTRY_LENGTH = timedelta(hours=1000)  # Clockify caps an entry at 999:59:59
+
+
+def check_limits(payload: object) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` and numbers beyond 64-bit integers.
+
+    The relay's JSON tools differ at the edges (orjson refuses integers beyond 64 bits and
+    nesting past 255 when writing; Celery's decoder recurses and fails near 1,000 levels), so
+    the receiver allows only what all of them handle."""
+    stack: list[tuple[object, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise PayloadError(f"body is nested deeper than {MAX_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INTEGER:
+                raise PayloadError(f"a number is beyond the signed 64-bit range: {value}")
+        elif isinstance(value, float) and abs(value) > MAX_INTEGER:
+            # orjson reads integers beyond 64 bits as floats; the worker would read the same
+            # text as an integer it cannot write again.
+            raise PayloadError(f"a number is beyond the signed 64-bit range: {value:g}")
 
 
 _ISO_DURATION = re.compile(
@@ -109,6 +141,8 @@ def parse_instant(value: object) -> datetime | None:
         raise PayloadError(f"invalid timestamp {value!r}") from None
     if parsed.tzinfo is None:
         raise PayloadError(f"timestamp without offset {value!r}")
+    if not EARLIEST <= parsed <= LATEST:
+        raise PayloadError(f"timestamp {value!r} is outside the years {EARLIEST.year} to {LATEST.year}")
     return parsed
 
 
@@ -180,6 +214,11 @@ def parse_time_entry(payload: Mapping[str, Any]) -> TimeEntry:
         raise PayloadError(f"time entry {entry_id} has no timeInterval.start")
     end = parse_instant(interval.get("end"))
     duration = parse_duration(interval.get("duration"))
+    length = end - start if end is not None else duration
+    if end is not None and end < start:
+        raise PayloadError(f"time entry {entry_id} ends before it starts")
+    if length is not None and length > MAX_ENTRY_LENGTH:
+        raise PayloadError(f"time entry {entry_id} is longer than {MAX_ENTRY_LENGTH}")
     task = _object(payload, "task")
     project = _object(payload, "project")
     user = _object(payload, "user")

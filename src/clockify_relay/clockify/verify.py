@@ -130,13 +130,20 @@ class WebhookVerifier:
         return self._public_key is not None
 
     def verify(
-        self, signature: str | None, event_type: str, payload_workspace_id: str | None
+        self,
+        signature: str | None,
+        event_type: str,
+        payload_workspace_id: str | None,
+        *,
+        body_read: bool = True,
     ) -> Verified:
         """Verify one request; return how it was verified or raise :class:`VerificationError`.
 
         ``signature`` is the ``Clockify-Signature`` header, ``event_type`` the
         ``Clockify-Webhook-Event-Type`` header and ``payload_workspace_id`` the body's
-        ``workspaceId`` (None when the body has none).
+        ``workspaceId`` (None when the body has none or it is not a string). An add-on JWT's
+        ``workspaceId`` claim must equal it — a body without one cannot prove its workspace —
+        unless ``body_read`` is False (an ignored event type, whose body is not parsed).
         """
         if not self.configured:
             raise VerificationError(
@@ -173,7 +180,7 @@ class WebhookVerifier:
                 )
 
         if self._public_key is not None and _JWT_SHAPE.match(presented):
-            return self._verify_addon(presented, payload_workspace_id)
+            return self._verify_addon(presented, payload_workspace_id, body_read)
         raise VerificationError(
             f"{SIGNATURE_HEADER} does not match any accepted webhook token", reason="bad_token"
         )
@@ -186,7 +193,9 @@ class WebhookVerifier:
                 reason="workspace",
             )
 
-    def _verify_addon(self, token: str, payload_workspace_id: str | None) -> Verified:
+    def _verify_addon(
+        self, token: str, payload_workspace_id: str | None, body_read: bool
+    ) -> Verified:
         assert self._public_key is not None and self._addon_key is not None
         try:
             claims: dict[str, Any] = self._jwt.decode(
@@ -232,9 +241,9 @@ class WebhookVerifier:
                 "(CLOCKIFY_WORKSPACE_IDS)",
                 reason="workspace",
             )
-        if payload_workspace_id is not None and payload_workspace_id != workspace_id:
+        if body_read and payload_workspace_id != workspace_id:
             raise VerificationError(
-                "the payload's workspace differs from the add-on token's workspace",
+                "the payload's workspaceId is missing or differs from the add-on token's",
                 reason="workspace",
             )
         return Verified(method="addon", workspace_id=workspace_id)

@@ -19,7 +19,10 @@ from typing import Any, ClassVar
 import redis
 
 from clockify_relay.clockify.models import TimeEntry
+from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Settings
+
+RECONCILE_MARGIN = 15.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Connector(ABC):
     name: ClassVar[str]
     # True when a create whose outcome is unknown can be found again on the target (find()).
     searchable: ClassVar[bool] = False
+    # Seconds one HTTP request may take (connectors set it from their config), and the longest
+    # wait for a rate-limit slot before a call (0 without a limiter).
+    request_timeout: float = 15.0
+    rate_wait: float = 0.0
 
     def __init__(
         self, settings: Settings, section: Mapping[str, Any], redis_client: redis.Redis
@@ -63,6 +70,25 @@ class Connector(ABC):
     @abstractmethod
     def delete(self, entry: TimeEntry, remote_id: str) -> None:
         """Delete the record; a record the target no longer has counts as deleted."""
+
+    @property
+    def reconcile_after(self) -> float:
+        """Seconds after an unanswered create was sent before a search for it may run.
+
+        By then our client has given up on the request; the margin (the section's
+        ``reconcile_margin``, default 15 s) covers a target still finishing it after that."""
+        margin = self.section.get("reconcile_margin", RECONCILE_MARGIN)
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+            raise ConfigurationError(
+                f"[targets.{self.name}] reconcile_margin must be a number of seconds"
+            )
+        return self.request_timeout + float(margin)
+
+    @property
+    def call_budget(self) -> float:
+        """Worst-case seconds of one engine call: a rate-limit wait, then up to two requests
+        (a token refresh and the call itself)."""
+        return self.rate_wait + 2 * self.request_timeout
 
     def find(self, entry: TimeEntry, booking: Booking) -> str | None:
         """Find a record an earlier, interrupted create may have made (only if ``searchable``)."""

@@ -4,7 +4,9 @@
   returns, so a killed worker's message is delivered again.
 - prefetch 1: a worker holds at most one unacked message per process.
 - ``visibility_timeout`` modest (default 10 min) and every Celery countdown well below it
-  (``RetryPolicy.max_countdown``); longer waits are parked in a Redis sorted set.
+  (``RetryPolicy.max_countdown``, checked at worker start); longer waits are parked in Redis.
+- every message the relay queues is also in the outbox (``pipeline/outbox.py``), so one lost
+  by kombu between BRPOP and its unacked record is queued again by the scheduler.
 - publishing retries briefly and then fails, so callers learn fast that Redis is gone.
 - every key under the relay's prefix (``global_keyprefix``), so tenants and tests share a Redis.
 """
@@ -15,11 +17,9 @@ import logging
 
 from celery import Celery
 
-from clockify_relay.pipeline.messages import QUEUE, RELEASE_TASK
+from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.redis_conn import redis_url
 from clockify_relay.settings import Settings, load_settings
-
-PARKED_RELEASE_INTERVAL = 5.0  # seconds
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -54,10 +54,6 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
-        beat_schedule={
-            "release-parked": {"task": RELEASE_TASK, "schedule": PARKED_RELEASE_INTERVAL},
-        },
-        beat_schedule_filename=settings.beat_schedule_file,
     )
     return app
 

@@ -18,9 +18,12 @@ import orjson
 import redis
 
 from clockify_relay.errors import RelayError
+from clockify_relay.pipeline.trace import encode
 from clockify_relay.redis_conn import Keys
 
 HISTORY_KEPT = 10
+# The target of dead letters for events that could not even be routed (replay routes them).
+ROUTE_TARGET = "route"
 
 
 def dlq_id(target: str, event_id: str) -> str:
@@ -96,7 +99,7 @@ class DeadLetterQueue:
                 history=[failure],
             )
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.keys.dlq, letter_id, orjson.dumps(letter.to_json()))
+        pipe.hset(self.keys.dlq, letter_id, encode(letter.to_json()))
         pipe.zadd(self.keys.dlq_index, {letter_id: now})
         pipe.execute()
         return letter

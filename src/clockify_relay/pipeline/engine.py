@@ -9,24 +9,38 @@ whose outcome is pending, and the owner the records were booked for:
 2. TIME_ENTRY_UPDATED / TIME_ENTRY_SPLIT apply when newer than the last applied sequence and
    the entry is not tombstoned; older ones are skipped.
 3. TIME_ENTRY_DELETED deletes what is mapped and always leaves a tombstone; only a newer
-   TIME_ENTRY_RESTORED revives the entry. A delete older than the last applied sequence is
-   skipped.
+   TIME_ENTRY_RESTORED revives the entry. A delete is skipped only when a RESTORED newer than
+   it was applied — never because an ordinary update with a higher sequence got there first
+   (nothing but a restore follows a delete in Clockify, so such an update is older in truth;
+   it only arrived later, e.g. while the delete waited for a retry).
 4. An entry out of scope (BREAK, project not routed to the target) has nothing booked: what was
    booked is deleted. An owner change deletes and creates again.
 5. With CLOCKIFY_API_KEY set, the entry is re-read from Clockify under the lock and that truth
    is written, whatever the event and its order.
 
 Running timers are not booked until they stop. Skips are returned (and traced), never silent.
+
+A create whose answer never came is "pending" (with the time it was sent). A retry that finds it
+pending searches the target for it (where the target can be searched) only once the first
+request cannot still be in progress — ``Connector.reconcile_after`` seconds after it was sent —
+and until then waits (a transient error with ``retry_after``); a search that ran while the
+target was still working on the first request would find nothing and create a second record.
+
+The per-(target, entry) lock is renewed before every call to the target, so it never expires
+under a delivery that is still working, however many calls the delivery makes; its TTL only
+bounds how long a worker that died holding it blocks the entry (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.lock import Lock
 
 from clockify_relay.clockify.models import PayloadError, TimeEntry, parse_time_entry
 from clockify_relay.connectors.base import Booking, Connector
@@ -41,12 +55,6 @@ from clockify_relay.redis_conn import Keys
 CREATE_EVENTS = frozenset({"NEW_TIME_ENTRY", "TIMER_STOPPED"})
 UPDATE_EVENTS = frozenset({"TIME_ENTRY_UPDATED", "TIME_ENTRY_SPLIT"})
 LOCK_WAIT = 10  # seconds to wait for a busy entry before retrying later
-
-
-def lock_timeout(visibility_timeout: int) -> int:
-    """How long a per-entry lock outlives a worker that died holding it: shorter than the
-    visibility timeout, so the redelivered message finds the lock gone."""
-    return max(5, min(300, visibility_timeout // 2))
 
 
 @dataclass
@@ -69,10 +77,12 @@ class EntryState:
         self.ttl = ttl
         raw = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
         self.ids = {k[3:]: v for k, v in raw.items() if k.startswith("id:")}
-        self.pending = {k[8:] for k in raw if k.startswith("pending:")}
+        # booking key → when its create was sent (older records hold "1": long ago).
+        self.pending = {k[8:]: float(v) for k, v in raw.items() if k.startswith("pending:")}
         self.applied_seq = int(raw.get("applied_seq", 0))
         tombstone = raw.get("tombstone_seq")
         self.tombstone_seq = int(tombstone) if tombstone is not None else None
+        self.restored_seq = int(raw.get("restored_seq", 0))
         self.owner = raw.get("owner")
 
     def _write(self, mapping: dict[Any, Any] | None = None, *remove: str) -> None:
@@ -85,16 +95,16 @@ class EntryState:
         pipe.execute()
 
     def mark_pending(self, booking_key: str) -> None:
-        self.pending.add(booking_key)
-        self._write({f"pending:{booking_key}": "1"})
+        self.pending[booking_key] = sent_at = time.time()
+        self._write({f"pending:{booking_key}": repr(sent_at)})
 
     def clear_pending(self, booking_key: str) -> None:
-        self.pending.discard(booking_key)
+        self.pending.pop(booking_key, None)
         self._write(None, f"pending:{booking_key}")
 
     def set_id(self, booking_key: str, remote_id: str) -> None:
         self.ids[booking_key] = remote_id
-        self.pending.discard(booking_key)
+        self.pending.pop(booking_key, None)
         self._write({f"id:{booking_key}": remote_id}, f"pending:{booking_key}")
 
     def drop_id(self, booking_key: str) -> None:
@@ -119,6 +129,12 @@ class EntryState:
         if self.tombstone_seq is not None:
             self.tombstone_seq = None
             self._write(None, "tombstone_seq")
+
+    def restored(self, sequence: int) -> None:
+        """A TIME_ENTRY_RESTORED with this sequence was applied (rule 3)."""
+        if sequence > self.restored_seq:
+            self.restored_seq = sequence
+            self._write({"restored_seq": sequence})
 
 
 def _text(value: bytes | str) -> str:
@@ -157,6 +173,7 @@ class Delivery:
         # A ClockifyClient when rule 5 is on (duck-typed: get_time_entry(workspace, entry)).
         self.reread = reread
         self.lock_seconds = lock_seconds
+        self._lock: Lock | None = None
 
     @contextmanager
     def locked(self, entry_id: str) -> Iterator[None]:
@@ -167,12 +184,26 @@ class Delivery:
         )
         if not lock.acquire():
             raise TransientError(f"{self.target}: entry {entry_id} is busy in another delivery")
+        self._lock = lock
         try:
             yield
         finally:
-            # Expired while we worked: the next holder proceeds on fresh state.
+            self._lock = None
             with suppress(redis.exceptions.LockError):
                 lock.release()
+
+    def _renew_lock(self) -> None:
+        """Give the lock its full TTL again before a call to the target (see the docstring).
+
+        If it expired and another delivery took the entry, stop before writing anything."""
+        if self._lock is None:
+            return
+        try:
+            self._lock.reacquire()
+        except redis.exceptions.LockError:
+            raise TransientError(
+                f"{self.target}: the entry's lock expired during the delivery; retrying"
+            ) from None
 
     def deliver(self, envelope: Mapping[str, Any], *, force: bool = False) -> Outcome:
         """Bring the target in line with this event; raises only relay errors."""
@@ -196,6 +227,7 @@ class Delivery:
             raise PermanentError(f"unusable time entry payload: {exc}") from None
 
         if self.reread is not None:
+            self._renew_lock()
             truth = self.reread.get_time_entry(entry.workspace_id, entry.id)
             if truth is None:
                 return self._delete(entry, state, sequence, "Clockify has no such entry now")
@@ -209,8 +241,8 @@ class Delivery:
             return outcome
 
         if event_type == "TIME_ENTRY_DELETED":
-            if sequence < state.applied_seq:
-                return skipped(f"delete #{sequence} is older than applied #{state.applied_seq}")
+            if state.restored_seq > sequence:
+                return skipped(f"delete #{sequence} is older than restore #{state.restored_seq}")
             return self._delete(entry, state, sequence, "entry deleted in Clockify")
         if entry.running or event_type == "NEW_TIMER_STARTED":
             return skipped("timer still running; booked when it stops")
@@ -235,6 +267,8 @@ class Delivery:
                 state.revive()
             outcome = self._apply(entry, state, event_type)
             state.advance(sequence)
+            if event_type == "TIME_ENTRY_RESTORED":
+                state.restored(sequence)
             return outcome
         return skipped(f"{event_type} is not a time entry event")
 
@@ -243,17 +277,24 @@ class Delivery:
         reason = out_of_scope(entry, self.connector.section)
         desired: dict[str, Booking] = {}
         if reason is None and not entry.running:
-            desired = {b.key: b for b in self.connector.bookings(entry)}
+            try:
+                desired = {b.key: b for b in self.connector.bookings(entry)}
+            except (ArithmeticError, ValueError) as exc:
+                # Dates or numbers the mapping cannot represent: the same payload would fail
+                # on every retry, so it is a permanent error, not an unexpected one.
+                raise PermanentError(f"unusable time entry payload: {exc}") from None
         outcome = Outcome("applied", reason or why)
         if state.owner and state.owner != entry.user_id and (state.ids or state.pending):
             self._remove_all(entry, state, outcome, f"owner changed from {state.owner}")
         for booking_key in [k for k in state.ids if k not in desired]:
+            self._renew_lock()
             self.connector.delete(entry, state.ids[booking_key])
             state.drop_id(booking_key)
             outcome.operations.append(f"delete {booking_key or 'record'}")
         for booking_key, booking in desired.items():
             if booking_key in state.ids:
                 old_id = state.ids[booking_key]
+                self._renew_lock()
                 new_id = self.connector.update(entry, old_id, booking)
                 if new_id != old_id:
                     state.set_id(booking_key, new_id)
@@ -271,11 +312,13 @@ class Delivery:
             found = self._find_pending(entry, state, booking)
             if found is not None:
                 state.set_id(booking.key, found)
+                self._renew_lock()
                 new_id = self.connector.update(entry, found, booking)
                 if new_id != found:
                     state.set_id(booking.key, new_id)
                 outcome.operations.append(f"reconciled {booking.key or 'record'} {new_id}")
                 return
+        self._renew_lock()
         state.mark_pending(booking.key)
         try:
             remote_id = self.connector.create(entry, booking)
@@ -297,6 +340,15 @@ class Delivery:
                 f"have succeeded and {self.target} cannot be searched; check {self.target} for "
                 "it before replaying with --force"
             )
+        ready_at = state.pending.get(booking.key, 0.0) + self.connector.reconcile_after
+        wait = ready_at - time.time()
+        if wait > 0:
+            raise TransientError(
+                f"{self.target}: an earlier create of entry {entry.id} may still be in progress; "
+                f"searching for it in {wait:.0f}s",
+                retry_after=wait,
+            )
+        self._renew_lock()
         found = self.connector.find(entry, booking)
         if found is None:
             state.clear_pending(booking.key)
@@ -309,6 +361,7 @@ class Delivery:
                 if found is not None:
                     state.set_id(booking_key, found)
         for booking_key, remote_id in list(state.ids.items()):
+            self._renew_lock()
             self.connector.delete(entry, remote_id)
             state.drop_id(booking_key)
             outcome.operations.append(f"delete {booking_key or 'record'} ({why})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -95,6 +96,23 @@ def task_message(
     values = [task_id, task_id, task_id, task_id, os.urandom(16).hex()]
     head = b"".join(f + v.encode() for f, v in zip(fragments, values, strict=True))
     return head + last + json_escape(body_head), json_escape(body_tail) + b'"}'
+
+
+def deliver_message(
+    task_id: str, args: list[Any], kwargs: dict[str, Any], eta: datetime | None = None
+) -> bytes:
+    """A complete Celery message for ``deliver(*args, **kwargs)``, run no sooner than ``eta``.
+
+    Built by hand (not ``apply_async``) so the outbox can record and queue it in one atomic
+    Redis script (docs/ARCHITECTURE.md, "Nothing lost").
+    """
+    body = orjson.dumps([args, kwargs, orjson.loads(_EMBED)])
+    head, tail = task_message(DELIVER_TASK, task_id, body, b"")
+    message = head + tail
+    if eta is None:
+        return message
+    # The template has "eta":null; Celery reads an ISO-8601 eta and holds the task until then.
+    return message.replace(b'"eta":null', b'"eta":' + orjson.dumps(eta.isoformat()), 1)
 
 
 def route_message(envelope_head: bytes, envelope_tail: bytes, event_id: str) -> tuple[bytes, bytes]:

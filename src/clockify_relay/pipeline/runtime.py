@@ -8,10 +8,16 @@ import redis
 
 from clockify_relay.connectors.base import Connector
 from clockify_relay.connectors.registry import CONNECTORS, connector_class
+from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetterQueue
-from clockify_relay.pipeline.engine import Delivery, lock_timeout
+from clockify_relay.pipeline.engine import Delivery
+from clockify_relay.pipeline.outbox import Outbox
 from clockify_relay.redis_conn import Keys, sync_client
 from clockify_relay.settings import Settings, load_settings
+
+# A Clockify re-read: a rate-limit wait (at most 30 s) and one request (15 s).
+CLOCKIFY_CALL_BUDGET = 45.0
+LOCK_MARGIN = 5.0
 
 
 class Runtime:
@@ -29,6 +35,10 @@ class Runtime:
     @cached_property
     def dlq(self) -> DeadLetterQueue:
         return DeadLetterQueue(self.redis, self.keys)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.redis, self.keys)
 
     def enabled_targets(self) -> list[str]:
         """Targets configured under [targets.*] and not ``enabled = false``, in registry order."""
@@ -51,15 +61,37 @@ class Runtime:
                 from clockify_relay.clockify.client import ClockifyClient
 
                 reread = ClockifyClient(self.settings, self.redis)
+            # The lock is renewed before every call to the target or to Clockify, so it must
+            # outlast the slowest single call (docs/ARCHITECTURE.md, "Ordering").
+            slowest = max(connector.call_budget, CLOCKIFY_CALL_BUDGET if reread else 0.0)
             self._deliveries[target] = Delivery(
                 connector,
                 self.redis,
                 self.keys,
                 self.settings.state_ttl,
                 reread,
-                lock_timeout(self.settings.visibility_timeout),
+                int(slowest + LOCK_MARGIN),
             )
         return self._deliveries[target]
+
+    def check_timing(self) -> None:
+        """Refuse a visibility timeout that a slow delivery could outlive.
+
+        kombu gives a message to another worker once it has been unacked for the visibility
+        timeout; a Celery countdown (up to ``max_countdown``) is held unacked too. Both a
+        countdown and the longest lock (a worker that died holding it) must fit inside it."""
+        locks = {t: self.delivery(t).lock_seconds for t in self.enabled_targets()}
+        if not locks:
+            return
+        target, lock = max(locks.items(), key=lambda item: item[1])
+        needed = lock + self.settings.retry.max_countdown + LOCK_MARGIN
+        if self.settings.visibility_timeout < needed:
+            raise ConfigurationError(
+                f"RELAY_VISIBILITY_TIMEOUT={self.settings.visibility_timeout}s is too short: "
+                f"{target}'s slowest call holds its entry lock up to {lock}s and a retry "
+                f"countdown may wait {self.settings.retry.max_countdown:g}s ([retry] "
+                f"max_countdown); set it to at least {needed:.0f}s or lower the target's timeout"
+            )
 
 
 _runtime: Runtime | None = None

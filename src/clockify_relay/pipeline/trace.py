@@ -6,6 +6,7 @@ trace TTL; the envelope itself is kept beside it (``event:<event id>``) for ``ev
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,19 +17,32 @@ import redis
 from clockify_relay.redis_conn import Keys
 
 
+def encode(value: Any) -> bytes:
+    """JSON for Redis that never fails: orjson, else the standard library (integers beyond 64
+    bits, which orjson refuses), else a note that the value could not be stored."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(value, default=str).encode()
+    except (TypeError, ValueError, RecursionError):
+        return orjson.dumps({"unencodable": type(value).__name__})
+
+
 def record(client: redis.Redis, keys: Keys, event_id: str, ttl: int, **fields: Any) -> None:
     """Append one record (``stage``, ``outcome`` and details) to the event's trace."""
     entry = {"at": time.time(), **{k: v for k, v in fields.items() if v is not None}}
     key = keys.trace(event_id)
     pipe = client.pipeline(transaction=False)
-    pipe.rpush(key, orjson.dumps(entry))
+    pipe.rpush(key, encode(entry))
     pipe.expire(key, ttl)
     pipe.execute()
 
 
 def store_envelope(client: redis.Redis, keys: Keys, envelope: Mapping[str, Any], ttl: int) -> None:
     """Keep the envelope so the trace can show what came in."""
-    client.set(keys.event(str(envelope["event_id"])), orjson.dumps(envelope), ex=ttl)
+    client.set(keys.event(str(envelope["event_id"])), encode(envelope), ex=ttl)
 
 
 def read(

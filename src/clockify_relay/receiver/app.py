@@ -5,8 +5,11 @@ Answers (always JSON; every 4xx carries an ``error`` message):
 - 202 ``queued``     the Celery message is in Redis (and fsynced where AOF ``always`` is on)
 - 200 ``duplicate``  byte-identical to the last accepted body of this entry and event type
 - 200 ``ignored``    a verified event type the relay does not route (so Clockify stops retrying)
-- 400 bad JSON / not an object / no event-type header / no ``id``; 401 bad or missing token;
-  405 wrong method; 413 body over the limit; 503 + Retry-After when Redis cannot be reached
+- 400 bad JSON / not an object / no event-type header / no ``id`` / a body the worker could
+  not process (nesting, numbers, dates beyond the limits in ``clockify.models``; a time entry
+  or approval that does not parse) / a ``workspaceId`` that is not a string; 401 bad or
+  missing token, or an add-on token whose workspace is not the body's; 405 wrong method; 413
+  body over the limit; 503 + Retry-After when Redis cannot be reached
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from clockify_relay.clockify.models import ROUTED_EVENTS, TIME_ENTRY_EVENTS
+from clockify_relay.clockify.models import (
+    APPROVAL_EVENTS,
+    ROUTED_EVENTS,
+    TIME_ENTRY_EVENTS,
+    PayloadError,
+    check_limits,
+    parse_approval,
+    parse_time_entry,
+)
 from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
-from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.receiver.admin import admin_routes
 from clockify_relay.receiver.http import BodyTooLarge, error, json_response, read_body
 from clockify_relay.receiver.ingest import Ingestor
@@ -41,10 +51,14 @@ log = logging.getLogger("clockify_relay.receiver")
 RETRY_AFTER_SECONDS = "5"
 
 
-def has_start(payload: Mapping[str, Any]) -> bool:
-    """True when a time entry payload carries ``timeInterval.start`` as a string."""
-    interval = payload.get("timeInterval")
-    return isinstance(interval, dict) and isinstance(interval.get("start"), str)
+def check_processable(event_type: str, payload: Mapping[str, Any]) -> None:
+    """Raise PayloadError unless a worker can process this body: a 202 is a promise
+    (docs/ARCHITECTURE.md). The same parser and limits as the worker's."""
+    check_limits(payload)
+    if event_type in TIME_ENTRY_EVENTS:
+        parse_time_entry(payload)
+    elif event_type in APPROVAL_EVENTS:
+        parse_approval(payload)
 
 
 class Receiver:
@@ -75,7 +89,9 @@ class Receiver:
             return error(400, "missing Clockify-Webhook-Event-Type header")
         if event_type not in ROUTED_EVENTS:
             try:
-                self.verifier.verify(headers.get("clockify-signature"), event_type, None)
+                self.verifier.verify(
+                    headers.get("clockify-signature"), event_type, None, body_read=False
+                )
             except VerificationError as exc:
                 return error(401, str(exc))
             return json_response(
@@ -92,23 +108,24 @@ class Receiver:
             return error(400, "body is not valid JSON")
         if not isinstance(payload, dict):
             return error(400, "body must be a JSON object")
-        workspace_id = payload.get("workspaceId")
-        workspace_id = workspace_id if isinstance(workspace_id, str) else ""
+        raw_workspace = payload.get("workspaceId")
+        workspace_id = raw_workspace if isinstance(raw_workspace, str) else None
         try:
             # After parsing: an add-on JWT's workspace claim must match the body's.
-            self.verifier.verify(
-                headers.get("clockify-signature"), event_type, workspace_id or None
-            )
+            self.verifier.verify(headers.get("clockify-signature"), event_type, workspace_id)
         except VerificationError as exc:
             return error(401, str(exc))
+        if raw_workspace is not None and workspace_id is None:
+            return error(400, "workspaceId must be a string")
         entity_id = payload.get("id")
         if not isinstance(entity_id, str) or not entity_id:
             return error(400, f"{event_type} payload has no id")
-        if event_type in TIME_ENTRY_EVENTS and not has_start(payload):
-            # Cheap shape check only (the worker parses fully): no start, nothing to book.
-            return error(400, f"{event_type} payload has no timeInterval.start")
         try:
-            result = await self.ingestor.ingest(event_type, workspace_id, entity_id, raw)
+            check_processable(event_type, payload)
+        except PayloadError as exc:
+            return error(400, f"{event_type} payload: {exc}")
+        try:
+            result = await self.ingestor.ingest(event_type, workspace_id or "", entity_id, raw)
         except (RedisError, OSError) as exc:
             # Not queued: never 2xx. Clockify retries non-2xx answers.
             log.warning("queue unavailable, answered 503: %s", type(exc).__name__)
@@ -145,7 +162,7 @@ class Receiver:
         ]
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.llen(f"{self.settings.key_prefix}{QUEUE}")
+            pipe.llen(self.keys.queue)
             pipe.hlen(self.keys.dlq)
             pipe.zcard(self.keys.parked)
             queued, dead, parked = await pipe.execute()

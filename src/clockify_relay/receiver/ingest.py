@@ -19,12 +19,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from clockify_relay.pipeline.messages import QUEUE, route_message
+from clockify_relay.pipeline.messages import route_message
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
 
-# KEYS: dedup, sequence, queue.  ARGV: digest, event id, message head, message tail,
-# dedup ttl, sequence ttl.  Returns {0, event id of the duplicate} or {1, sequence}.
+# KEYS: dedup, sequence, queue, outbox, outbox waiting, outbox counter.  ARGV: digest, event
+# id, message head, message tail, dedup ttl, sequence ttl.  Returns {0, event id of the
+# duplicate} or {1, sequence}. The message is recorded in the outbox (pipeline/outbox.py) under
+# the event id, numbered in queue order, so it survives a worker that loses it.
 INGEST_SCRIPT = """
 local last = redis.call('GET', KEYS[1])
 if last then
@@ -35,7 +37,10 @@ if last then
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('LPUSH', KEYS[3], ARGV[3] .. seq .. ARGV[4])
+local message = ARGV[3] .. seq .. ARGV[4]
+redis.call('HSET', KEYS[4], ARGV[2], message)
+redis.call('ZADD', KEYS[5], redis.call('INCR', KEYS[6]), ARGV[2])
+redis.call('LPUSH', KEYS[3], message)
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
 return {1, seq}
 """
@@ -151,7 +156,6 @@ class Ingestor:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.client = client
-        self.queue_key = f"{settings.key_prefix}{QUEUE}"
         self.script = ScriptBatcher(client, INGEST_SCRIPT)
 
     async def ingest(
@@ -167,7 +171,10 @@ class Ingestor:
             [
                 self.keys.dedup(workspace_id, event_type, entity_id),
                 self.keys.sequence(workspace_id, entity_id),
-                self.queue_key,
+                self.keys.queue,
+                self.keys.outbox(),
+                self.keys.outbox("waiting"),
+                self.keys.outbox("counter"),
             ],
             [
                 digest,

@@ -232,6 +232,8 @@ class BlikkConnector(Connector):
     ) -> None:
         super().__init__(settings, section, redis_client)
         self.config = parse_config(section)
+        self.request_timeout = self.config.timeout
+        self.rate_wait = self.config.rate_max_wait
         self.client = BlikkClient(
             self.config, redis_client, Keys(settings.key_prefix), transport=transport
         )

@@ -198,6 +198,7 @@ class EveritConnector(Connector):
     ) -> None:
         super().__init__(settings, section, redis_client)
         self.config = parse_config(section)
+        self.request_timeout = self.config.timeout
         self.client = EveritClient(self.config)
 
     def bookings(self, entry: TimeEntry) -> list[Booking]:

@@ -124,6 +124,7 @@ class TracketConnector(Connector):
     ) -> None:
         super().__init__(settings, section, redis_client)
         self.config = parse_config(section)
+        self.request_timeout = self.config.timeout
         self.client = TracketClient(self.config)
 
     def bookings(self, entry: TimeEntry) -> list[Booking]:

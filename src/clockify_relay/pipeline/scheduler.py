@@ -1,0 +1,87 @@
+"""The scheduler: a small loop, not a Celery task, so a long queue never delays it.
+
+Every second it moves due parked deliveries to the queue; every few seconds it sweeps the
+outbox (pipeline/outbox.py) for messages kombu lost and dead-letters the ones given up on. It
+keeps no state of its own (no schedule file): everything it reads and writes is in Redis, in
+atomic scripts, so two schedulers started by mistake do no harm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from clockify_relay.errors import RelayError
+from clockify_relay.pipeline.dlq import ROUTE_TARGET
+from clockify_relay.pipeline.messages import ROUTE_TASK
+from clockify_relay.pipeline.runtime import Runtime
+
+log = logging.getLogger("clockify_relay.scheduler")
+RELEASE_INTERVAL = 1.0  # seconds
+SWEEP_INTERVAL = 5.0
+
+
+def message_delivery(message_id: str, message: bytes) -> tuple[str, dict[str, Any]]:
+    """(target, envelope) of a queued message; a stand-in envelope if it cannot be decoded."""
+    try:
+        data = json.loads(message)
+        args = json.loads(data["body"])[0]
+        if data["headers"]["task"] == ROUTE_TASK:
+            return ROUTE_TARGET, dict(args[0])
+        return str(args[0]), dict(args[1])
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+        return "unknown", {
+            "event_id": message_id,
+            "event_type": "unknown",
+            "entity_id": "unknown",
+            "sequence": 0,
+            "payload": None,
+        }
+
+
+def sweep_once(rt: Runtime) -> tuple[int, int]:
+    """Queue lost messages again; dead-letter the ones given up on. Returns (resent, given up)."""
+    settings = rt.settings
+    result = rt.outbox.sweep(
+        lost_after=settings.lost_after,
+        stale_after=settings.stale_after,
+        max_resends=settings.max_resends,
+    )
+    for message_id in result.resent:
+        log.warning("message %s was lost before a worker took it; queued again", message_id)
+    for message_id, message in result.given_up.items():
+        target, envelope = message_delivery(message_id, message)
+        error = RelayError(
+            f"the message was lost or failed {settings.max_resends + 1} times in a row "
+            "(a worker could not take or decode it); see the worker logs"
+        )
+        rt.dlq.add(target, envelope, error, settings.max_resends + 1)
+        rt.outbox.commit(done=message_id)
+        log.error("message %s given up on and dead-lettered (target %s)", message_id, target)
+    return len(result.resent), len(result.given_up)
+
+
+def run(rt: Runtime, stop: threading.Event) -> None:
+    """Release and sweep until ``stop`` is set; Redis outages are waited out."""
+    next_sweep = 0.0
+    while not stop.is_set():
+        try:
+            rt.outbox.release_due()
+            if time.monotonic() >= next_sweep:
+                sweep_once(rt)
+                next_sweep = time.monotonic() + SWEEP_INTERVAL
+        except (RedisError, RelayError) as exc:
+            log.warning("scheduler step failed (%s); trying again", type(exc).__name__)
+        stop.wait(RELEASE_INTERVAL)
+
+
+def start_thread(rt: Runtime) -> threading.Event:
+    """Run the scheduler in a daemon thread (``worker --beat``); set the event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=run, args=(rt, stop), name="relay-scheduler", daemon=True).start()
+    return stop
