@@ -254,8 +254,19 @@ def test_valid_addon_jwt_is_accepted(
 ) -> None:
     token = sign()
     assert addon_verifier.verify(token, "NEW_TIME_ENTRY", WS) == Verified("addon", WS)
-    # A body without workspaceId: the claim names the workspace.
-    assert addon_verifier.verify(token, "NEW_PROJECT", None) == Verified("addon", WS)
+    # An ignored event type, whose body is not read: the claim names the workspace.
+    assert addon_verifier.verify(token, "NEW_PROJECT", None, body_read=False) == Verified(
+        "addon", WS
+    )
+
+
+def test_addon_jwt_for_a_body_without_a_string_workspace_is_refused(
+    addon_verifier: WebhookVerifier, sign: Callable[..., str]
+) -> None:
+    # The receiver passes None for a missing, null or non-string workspaceId.
+    with pytest.raises(VerificationError) as info:
+        addon_verifier.verify(sign(), "NEW_TIME_ENTRY", None)
+    assert info.value.reason == "workspace"
 
 
 def test_addon_jwt_without_exp_is_accepted_and_future_exp_too(

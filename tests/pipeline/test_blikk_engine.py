@@ -234,11 +234,52 @@ def test_gone_report_is_recreated_on_update(rt: Runtime, clean_sandbox: SandboxS
     assert outcome.remote_ids == {"2026-03-10": str(again["id"])}
 
 
-def _impatient(settings: Settings, sandbox: SandboxServer) -> Runtime:
-    runtime = blikk_runtime(settings, sandbox, timeout=0.5)
+def _impatient(settings: Settings, sandbox: SandboxServer, margin: float = 0.5) -> Runtime:
+    # Requests time out after 0.5 s; a search for an unanswered create may run 0.5 s later.
+    runtime = blikk_runtime(settings, sandbox, timeout=0.5, reconcile_margin=margin)
     # Take the access token now, so the injected fault hits the create and not the token call.
     runtime.connector("blikk").client.tokens.get()  # type: ignore[attr-defined]
     return runtime
+
+
+def deliver_once_searchable(runtime: Runtime, event: dict[str, Any]) -> Outcome:
+    """Deliver as the retries would: again while the engine says the unanswered create may
+    still be in progress, until it may search."""
+
+    def attempt() -> Outcome | None:
+        try:
+            return runtime.delivery("blikk").deliver(event)
+        except TransientError as exc:
+            if "may still be in progress" not in exc.message:
+                raise
+            assert exc.retry_after is not None and exc.retry_after > 0
+            return None
+
+    outcome: Outcome = wait_until(attempt, timeout=10, what="the reconcile wait to pass")
+    return outcome
+
+
+def test_a_retry_does_not_search_while_the_unanswered_create_may_still_land(
+    settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    # Blikk takes 2 s to make the report; the client gives up after 0.5 s and the retry comes
+    # at once. A search now would find nothing and book a second report.
+    impatient = _impatient(settings, clean_sandbox, margin=2.0)
+    clean_sandbox.inject_fault("blikk", latency=2.0, count=1)
+    event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
+    with pytest.raises(TransientError) as first:
+        impatient.delivery("blikk").deliver(event)
+    assert first.value.outcome_unknown
+    with pytest.raises(TransientError) as retry:
+        impatient.delivery("blikk").deliver(event)
+    assert "may still be in progress" in retry.value.message
+    assert retry.value.retry_after is not None and 1.0 < retry.value.retry_after <= 2.5
+    assert reports(clean_sandbox) == []  # the first create has not landed yet
+
+    outcome = deliver_once_searchable(impatient, event)
+    [made] = reports(clean_sandbox)
+    assert outcome.operations == [f"reconciled 2026-03-10 {made['id']}"]
+    impatient.redis.close()
 
 
 def test_create_with_unknown_outcome_is_reconciled_by_its_marker(
@@ -255,7 +296,7 @@ def test_create_with_unknown_outcome_is_reconciled_by_its_marker(
     wait_until(lambda: reports(clean_sandbox), timeout=10, what="the slow create to land")
     [made] = reports(clean_sandbox)
 
-    outcome = impatient.delivery("blikk").deliver(event)
+    outcome = deliver_once_searchable(impatient, event)
     assert outcome.action == "applied"
     assert outcome.operations == [f"reconciled 2026-03-10 {made['id']}"]
     assert outcome.remote_ids == {"2026-03-10": str(made["id"])}
@@ -284,7 +325,7 @@ def test_create_with_unknown_outcome_that_never_landed_is_made_once(
     assert info.value.outcome_unknown
     assert reports(clean_sandbox) == []
 
-    outcome = impatient.delivery("blikk").deliver(event)
+    outcome = deliver_once_searchable(impatient, event)
     [made] = reports(clean_sandbox)
     assert outcome.operations == [f"create 2026-03-10 {made['id']}"]
     impatient.redis.close()
@@ -303,7 +344,7 @@ def test_unknown_outcome_across_midnight_reconciles_each_day(
     wait_until(lambda: reports(clean_sandbox), timeout=10, what="the slow create to land")
     [made] = reports(clean_sandbox)
 
-    outcome = impatient.delivery("blikk").deliver(event)
+    outcome = deliver_once_searchable(impatient, event)
     days = by_date(clean_sandbox)
     assert list(days) == ["2026-03-10", "2026-03-11"]
     assert days["2026-03-10"]["id"] == made["id"]

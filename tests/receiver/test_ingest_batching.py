@@ -66,6 +66,7 @@ def test_script_missing_from_the_cache_is_loaded(
         try:
             batcher = ScriptBatcher(client, source)
             keys = [f"{key_prefix}dedup:x", f"{key_prefix}seq:x", f"{key_prefix}relay"]
+            keys += [f"{key_prefix}outbox", f"{key_prefix}outbox:waiting", f"{key_prefix}n"]
             return await asyncio.gather(
                 batcher(keys, ["d1", "e1", b"head-", b"-tail", 60, 60]),
                 batcher(keys, ["d2", "e2", b"head-", b"-tail", 60, 60]),

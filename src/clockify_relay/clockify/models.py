@@ -142,7 +142,9 @@ def parse_instant(value: object) -> datetime | None:
     if parsed.tzinfo is None:
         raise PayloadError(f"timestamp without offset {value!r}")
     if not EARLIEST <= parsed <= LATEST:
-        raise PayloadError(f"timestamp {value!r} is outside the years {EARLIEST.year} to {LATEST.year}")
+        raise PayloadError(
+            f"timestamp {value!r} is outside the years {EARLIEST.year} to {LATEST.year}"
+        )
     return parsed
 
 

@@ -243,7 +243,7 @@ class WebhookVerifier:
             )
         if body_read and payload_workspace_id != workspace_id:
             raise VerificationError(
-                "the payload's workspaceId is missing or differs from the add-on token's",
+                "the payload's workspaceId is missing or differs from the add-on token's workspace",
                 reason="workspace",
             )
         return Verified(method="addon", workspace_id=workspace_id)
