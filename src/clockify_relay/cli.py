@@ -89,6 +89,11 @@ def worker(concurrency: int, beat: bool) -> None:
     from clockify_relay.pipeline.celery_app import app
     from clockify_relay.pipeline.runtime import runtime
 
+    try:
+        # Refuse a visibility timeout a delivery could outlive before taking any message.
+        runtime().check_timing()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
     if beat:
         relay_scheduler.start_thread(runtime())
     app.worker_main(worker_argv(concurrency))

@@ -50,7 +50,7 @@ def relay_config(
 
 [targets.everit]
 base_url = "{sandbox.base_urls["everit"]}"
-timeout = 3
+timeout = 2
 
 [targets.everit.defaults]
 issue_id = 10000
@@ -71,7 +71,9 @@ class Relay:
             CLOCKIFY_WEBHOOK_TOKENS=TOKEN,
             RELAY_CONFIG=str(config),
             EVERIT_API_KEY=sandbox.config.everit_api_key,
-            RELAY_VISIBILITY_TIMEOUT="8",
+            # The shortest the worker accepts here: a 2 s timeout holds the entry lock up to
+            # 9 s, plus a 2 s countdown and a margin.
+            RELAY_VISIBILITY_TIMEOUT="16",
         )
         self.sandbox = sandbox
         self.redis = redis.Redis.from_url(redis_url)
@@ -242,7 +244,7 @@ def test_worker_killed_mid_delivery_never_doubles(relay: Relay) -> None:
     wait_until(lambda: relay.sandbox.state()["requests"]["everit"] >= 1, what="request sent")
     relay.worker.kill(signal.SIGKILL)
     relay.worker = start_worker(relay.env)
-    # The unacked message comes back after the visibility timeout (8 s here) and finds the
+    # The unacked message comes back after the visibility timeout (16 s here) and finds the
     # create pending: Everit cannot be searched, so it is dead-lettered, never sent twice.
     wait_until(lambda: relay.settled(created["event_id"]), timeout=60, what="redelivery")
     booked = worklogs(relay.sandbox)
@@ -280,7 +282,6 @@ def test_long_retry_after_is_parked_and_released_by_the_scheduler(
     sandbox.reset()
     relay = Relay(redis_url, key_prefix, sandbox, relay_config(tmp_path, sandbox, max_countdown=1))
     relay.worker.stop()
-    relay.env["RELAY_BEAT_SCHEDULE_FILE"] = str(tmp_path / "beat-schedule")
     relay.worker = start_worker(relay.env, 1, "--beat")
     try:
         # Everit asks for 3 s: longer than a countdown may be here (1 s), so it is parked.

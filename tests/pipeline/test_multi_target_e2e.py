@@ -93,7 +93,7 @@ class Relay:
             key_prefix,
             CLOCKIFY_WEBHOOK_TOKENS=TOKEN,
             RELAY_CONFIG=str(config),
-            RELAY_VISIBILITY_TIMEOUT="30",
+            RELAY_VISIBILITY_TIMEOUT="60",  # Blikk: a 30 s rate wait and two 3 s requests
             **sandbox_env(sandbox.config, sandbox.base_urls),
         )
         self.sandbox = sandbox

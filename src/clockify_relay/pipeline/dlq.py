@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from clockify_relay.errors import RelayError
-from clockify_relay.pipeline.trace import encode
+from clockify_relay.pipeline.messages import encode
 from clockify_relay.redis_conn import Keys
 
 HISTORY_KEPT = 10

@@ -9,6 +9,7 @@ normal Celery worker consumes it. ``tests/test_ingest_e2e.py`` proves a real wor
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 from datetime import datetime
@@ -22,6 +23,19 @@ DELIVER_TASK = "clockify_relay.deliver"
 RELEASE_TASK = "clockify_relay.release_parked"
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED = b'{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
+
+
+def encode(value: Any) -> bytes:
+    """JSON for Redis that never fails: orjson, else the standard library (integers beyond 64
+    bits, which orjson refuses), else a note that the value could not be stored."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(value, default=str).encode()
+    except (TypeError, ValueError, RecursionError):
+        return orjson.dumps({"unencodable": type(value).__name__})
 
 
 def json_escape(raw: bytes) -> bytes:
@@ -106,7 +120,7 @@ def deliver_message(
     Built by hand (not ``apply_async``) so the outbox can record and queue it in one atomic
     Redis script (docs/ARCHITECTURE.md, "Nothing lost").
     """
-    body = orjson.dumps([args, kwargs, orjson.loads(_EMBED)])
+    body = encode([args, kwargs, orjson.loads(_EMBED)])
     head, tail = task_message(DELIVER_TASK, task_id, body, b"")
     message = head + tail
     if eta is None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
-from celery.signals import task_received, worker_init
+from celery.signals import task_received
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -44,12 +44,6 @@ log = logging.getLogger("clockify_relay.pipeline")
 
 # Redis unreachable: the one failure that re-queues without counting (rule 3).
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
-
-
-@worker_init.connect
-def _check_worker_settings(**_: Any) -> None:
-    """Refuse to start a worker whose visibility timeout a delivery could outlive."""
-    runtime().check_timing()
 
 
 @task_received.connect

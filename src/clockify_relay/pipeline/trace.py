@@ -6,7 +6,6 @@ trace TTL; the envelope itself is kept beside it (``event:<event id>``) for ``ev
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,20 +13,8 @@ from typing import Any
 import orjson
 import redis
 
+from clockify_relay.pipeline.messages import encode
 from clockify_relay.redis_conn import Keys
-
-
-def encode(value: Any) -> bytes:
-    """JSON for Redis that never fails: orjson, else the standard library (integers beyond 64
-    bits, which orjson refuses), else a note that the value could not be stored."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        pass
-    try:
-        return json.dumps(value, default=str).encode()
-    except (TypeError, ValueError, RecursionError):
-        return orjson.dumps({"unencodable": type(value).__name__})
 
 
 def record(client: redis.Redis, keys: Keys, event_id: str, ttl: int, **fields: Any) -> None:
