@@ -4,6 +4,8 @@ asserted, never assumed."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from click.testing import CliRunner
 from clockify_relay.cli import main
 from clockify_relay.pipeline import trace
 from clockify_relay.pipeline.dlq import DeadLetterQueue
+from clockify_relay.pipeline.outbox import Outbox, Outgoing
 from clockify_relay.pipeline.runtime import reset_runtime
 from clockify_relay.redis_conn import Keys
 from clockify_relay.sandbox.relay_config import sandbox_env
@@ -29,7 +32,7 @@ from tests.fixture_loader import (
     fixture_bytes,
     fixture_json,
 )
-from tests.processes import RelayProcess, relay_env, start_receiver, wait_until
+from tests.processes import RelayProcess, relay_env, start_receiver, start_worker, wait_until
 
 TOKEN = "e2e-multi-target-token"
 TARGETS = ("everit", "blikk", "tracket")
@@ -360,3 +363,80 @@ def test_unmapped_blikk_user_dead_letters_then_replays_once_mapped(
     assert len(blikk_reports(sandbox)) == 1
     assert len(everit_worklogs(sandbox)) == len(tracket_worklogs(sandbox)) == 1
     reset_runtime()
+
+
+def outbox_of(relay: Relay) -> Outbox:
+    return Outbox(relay.redis, relay.keys)
+
+
+def test_an_event_taken_by_a_worker_main_process_that_dies_is_delivered_once(
+    make_relay: Any,
+) -> None:
+    relay: Relay = make_relay()
+    [worker] = relay.workers
+    assert worker.process is not None
+    # Stop the worker's main process only: its BRPOP is outstanding, so Redis hands it the next
+    # message, which kombu has not recorded as unacked yet when the process is killed.
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    event_id = relay.post_fixture("NEW_TIME_ENTRY")
+    wait_until(
+        lambda: relay.redis.llen(relay.keys.queue) == 0,
+        timeout=10,
+        what="the stopped worker to take the message off the queue",
+    )
+    worker.kill(signal.SIGKILL)
+    assert relay.redis.hlen(f"{relay.keys.prefix}unacked") == 0  # kombu never knew of it
+    # A new worker with the scheduler: the outbox finds the message lost and queues it again.
+    relay.env["RELAY_LOST_AFTER"] = "1"
+    relay.workers = [start_worker(relay.env, 1, "--beat")]
+    assert relay.wait(event_id, timeout=60) == dict.fromkeys(TARGETS, "applied")
+    assert len(everit_worklogs(relay.sandbox)) == 1
+    assert len(blikk_reports(relay.sandbox)) == 1
+    assert len(tracket_worklogs(relay.sandbox)) == 1
+    wait_until(lambda: outbox_of(relay).pending() == 0, what="the outbox to empty")
+    assert "queued again" in relay.workers[0].log()
+
+
+def test_a_backlog_older_than_the_lost_deadline_is_not_queued_again(make_relay: Any) -> None:
+    relay: Relay = make_relay()
+    for worker in relay.workers:
+        worker.stop()
+    # No worker: 12 events wait in the queue while a scheduler sweeps, well past the deadline.
+    relay.env["RELAY_LOST_AFTER"] = "1"
+    scheduler = RelayProcess(["scheduler"], relay.env).start()
+    try:
+        bodies = [fixture_json("NEW_TIME_ENTRY") | {"id": f"backlog{i:016d}"} for i in range(12)]
+        events = [relay.post("NEW_TIME_ENTRY", orjson.dumps(body)) for body in bodies]
+        mark = f"{relay.keys.outbox('mark')}"
+        first = wait_until(lambda: relay.redis.hget(mark, "at"), what="a first sweep")
+        wait_until(
+            lambda: float(relay.redis.hget(mark, "at") or 0) >= float(first) + 2,
+            timeout=30,
+            what="sweeps two deadlines later",
+        )
+        assert relay.redis.llen(relay.keys.queue) == 12  # nothing doubled
+        relay.workers = [start_worker(relay.env, 1)]
+        for event_id in events:
+            relay.wait(event_id, timeout=60)
+        assert len(everit_worklogs(relay.sandbox)) == 12
+        assert len(tracket_worklogs(relay.sandbox)) == 12
+        assert "queued again" not in scheduler.log()
+    finally:
+        scheduler.stop()
+
+
+def test_a_message_no_worker_can_decode_ends_in_the_dlq_not_in_a_loop(make_relay: Any) -> None:
+    relay: Relay = make_relay()
+    relay.workers[0].stop()
+    # A message nested past Celery's decoder (the receiver refuses such bodies; this one is
+    # written straight to Redis): Celery logs "Can't decode message body" and acks it.
+    poison = b'{"body": "' + b"[" * 2000 + b"]" * 2000 + b'", "headers": {}}'
+    outbox_of(relay).commit([Outgoing("poison-1", poison)])
+    relay.env.update(RELAY_LOST_AFTER="1", RELAY_MAX_RESENDS="1")
+    relay.workers = [start_worker(relay.env, 1, "--beat")]
+    wait_until(lambda: relay.dlq.count() == 1, timeout=60, what="the poison message in the DLQ")
+    [letter] = relay.dlq.list()
+    assert letter.target == "unknown"
+    assert "lost or failed 2 times" in letter.error
+    assert outbox_of(relay).pending() == 0
+    assert relay.redis.llen(relay.keys.queue) == 0

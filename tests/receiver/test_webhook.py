@@ -267,7 +267,86 @@ def test_addon_jwt_through_the_endpoint(
         assert other_ws not in refused.text
         forged = jwt.encode(claims, "not-the-key-" * 4, algorithm="HS256")
         assert post(client, entry(description="y"), token=forged).status_code == 401
+        # The body's workspaceId must be a string equal to the claim: a number, a list, an
+        # object, true, null or no workspaceId at all cannot prove the body's workspace.
+        for workspace in (6470, ["WS1"], {"id": "WS1"}, True, None, "MISSING"):
+            payload = orjson.loads(entry(description=f"ws {workspace}"))
+            if workspace == "MISSING":
+                del payload["workspaceId"]
+            else:
+                payload["workspaceId"] = workspace
+            refused = post(client, orjson.dumps(payload), token=good)
+            assert refused.status_code == 401, workspace
+            assert "workspace" in refused.json()["error"]
+        # An ignored event type's body is not read: the claim alone names the workspace.
+        assert post(client, b"{}", event="NEW_PROJECT", token=good).status_code == 200
     assert len(queued_envelopes(redis_client, key_prefix)) == 1
+
+
+def test_a_non_string_workspace_id_is_400_with_a_plain_token(
+    client: TestClient, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    for workspace in (6470, ["WS1"], {"id": "WS1"}, True):
+        payload = orjson.loads(entry())
+        payload["workspaceId"] = workspace
+        response = post(client, orjson.dumps(payload))
+        assert response.status_code == 400, workspace
+        assert "workspaceId must be a string" in response.json()["error"]
+    assert queued_envelopes(redis_client, key_prefix) == []
+
+
+def nested(depth: int) -> object:
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_bodies_a_worker_could_not_process_are_400_and_never_queued(
+    client: TestClient, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """A 202 is a promise: every limit stated in README is refused here, at ingest."""
+
+    def with_changes(**changes: object) -> bytes:
+        payload = orjson.loads(entry())
+        payload.update(changes)
+        return orjson.dumps(payload)
+
+    def with_interval(start: str, end: str | None) -> bytes:
+        return with_changes(timeInterval={"start": start, "end": end, "duration": None})
+
+    def nested_text(depth: int) -> bytes:
+        return entry()[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+    cases = [
+        # Integers beyond signed 64 bits (orjson reads them as floats; Celery as ints).
+        (entry()[:-1] + b', "n": 18446744073709551616}', "64-bit"),
+        (entry()[:-1] + b', "n": -9223372036854775809}', "64-bit"),
+        (entry()[:-1] + b', "n": 9223372036854775808}', "64-bit"),
+        # Nesting past the limit, and far past it (Celery's decoder would fail and drop it).
+        (with_changes(customFieldValues=nested(33)), "nested deeper than 32"),
+        (nested_text(300), "nested deeper than 32"),
+        (nested_text(1000), "nested deeper than 32"),
+        # Dates no mapper can book.
+        (with_interval("0001-01-01T00:00:00Z", "0001-01-01T01:00:00Z"), "outside the years"),
+        (with_interval("9999-12-31T23:00:00Z", "9999-12-31T23:30:00Z"), "outside the years"),
+        (with_interval("2026-11-20T09:00:00Z", "2026-11-20T08:00:00Z"), "ends before it starts"),
+        (with_interval("2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z"), "longer than"),
+        (with_interval("2026-11-20T08:00:00", None), "without offset"),
+        (with_changes(timeInterval={"start": "2026-11-20T08:00:00Z", "duration": "P"}), "duration"),
+    ]
+    for body, message in cases:
+        response = post(client, body)
+        assert response.status_code == 400, body[:80]
+        assert message in response.json()["error"], response.json()
+    bad_approval = orjson.dumps({"id": "a1", "workspaceId": "WS1", "status": {"state": "MAYBE"}})
+    response = post(client, bad_approval, event="APPROVAL_REQUEST_STATUS_UPDATED")
+    assert response.status_code == 400
+    assert "unknown state" in response.json()["error"]
+    assert queued_envelopes(redis_client, key_prefix) == []
+    # The limits themselves are accepted.
+    at_limit = with_changes(n=2**63 - 1, m=-(2**63) + 1, customFieldValues=nested(31))
+    assert post(client, at_limit).status_code == 202
 
 
 def test_metrics_count_answers_and_show_queue_sizes(client: TestClient) -> None:
