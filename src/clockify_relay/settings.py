@@ -63,7 +63,8 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay: float = 2.0
     max_delay: float = 3600.0
-    # Celery countdowns stay at or below this; longer waits are parked in Redis (ARCHITECTURE §3).
+    # Celery countdowns stay at or below this; longer waits are parked in Redis
+    # (docs/ARCHITECTURE.md §3).
     max_countdown: float = 60.0
 
 
@@ -76,7 +77,7 @@ class Settings:
     redis_timeout: float = 1.0
     config_path: Path | None = None
 
-    # Webhook verification (ARCHITECTURE §2).
+    # Webhook verification (docs/ARCHITECTURE.md §2).
     webhook_tokens: tuple[AcceptedToken, ...] = ()
     addon_key: str | None = None
     addon_public_key_pem: str | None = None
@@ -103,7 +104,7 @@ class Settings:
     # Admin API.
     admin_jwt_secret: Secret | None = None
 
-    # Clockify REST re-read (ARCHITECTURE §3 rule 5).
+    # Clockify REST re-read (docs/ARCHITECTURE.md §3 rule 5).
     clockify_api_key: Secret | None = None
     clockify_api_url: str = "https://api.clockify.me/api"
     clockify_rate_per_second: float = 50.0

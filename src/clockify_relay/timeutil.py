@@ -1,4 +1,4 @@
-"""Local time of an entry's owner (ARCHITECTURE §6) and splitting entries by local day."""
+"""Local time of an entry's owner (docs/ARCHITECTURE.md §6) and splitting entries by local day."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Ordering, idempotency and scope rules of the engine (ARCHITECTURE §3), against real Redis and
-the Everit fake over HTTP. Deliveries run in-process here so each test controls the order;
+"""Ordering, idempotency and scope rules of the engine (docs/ARCHITECTURE.md §3), against real
+Redis and the Everit fake over HTTP. Deliveries run in-process here so each test controls the order;
 tests/pipeline/test_delivery_e2e.py runs the same engine in real worker processes."""
 
 from __future__ import annotations

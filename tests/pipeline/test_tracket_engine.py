@@ -1,7 +1,7 @@
 """The delivery engine on Tracket: real Redis, the Tracket fake over HTTP, deliveries in-process.
 
 Tracket takes a start and a length, so every entry is one worklog at its local start, with the
-owner's UTC offset in ``worklogDate`` (ARCHITECTURE §6).
+owner's UTC offset in ``worklogDate`` (docs/ARCHITECTURE.md §6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Clockify REST client for re-reading an entry's truth (ARCHITECTURE §3, rule 5)."""
+"""Clockify REST client for re-reading an entry's truth (docs/ARCHITECTURE.md §3, rule 5)."""
 
 from __future__ import annotations
 

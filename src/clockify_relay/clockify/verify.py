@@ -1,4 +1,4 @@
-"""Verification of Clockify webhook requests (ARCHITECTURE §2).
+"""Verification of Clockify webhook requests (docs/ARCHITECTURE.md §2).
 
 Clockify puts one value in the ``Clockify-Signature`` header, in one of two forms:
 

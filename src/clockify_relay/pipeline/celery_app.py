@@ -1,4 +1,4 @@
-"""The Celery app, configured for at-least-once delivery on Redis (ARCHITECTURE §3).
+"""The Celery app, configured for at-least-once delivery on Redis (docs/ARCHITECTURE.md §3).
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acked only after its task
   returns, so a killed worker's message is delivered again.

@@ -1,8 +1,9 @@
 """The delivery engine: one Clockify event → the right create, update or delete on one target.
 
-Ordering rules (ARCHITECTURE §3), applied under a per-(target, entry) lock against the state the
-relay keeps per (target, entry) — the ID map, the last applied sequence, a tombstone, creates
-whose outcome is pending, and the owner the records were booked for:
+Ordering rules (docs/ARCHITECTURE.md §3), applied under a per-(target, entry) lock against the
+state the relay keeps per (target, entry) — the ID map, the last applied sequence, a tombstone,
+the last applied restore, creates whose outcome is pending, and the owner the records were
+booked for:
 
 1. NEW_TIME_ENTRY / TIMER_STOPPED create only when the entry is unmapped and not tombstoned (and
    no newer state was applied); they never advance "last applied".

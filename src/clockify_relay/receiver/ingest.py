@@ -1,6 +1,6 @@
 """Durable ingest: dedup check, sequence, publish and dedup key in ONE atomic Redis call.
 
-The Lua script runs the writes in the order ARCHITECTURE §3 asks for — sequence (INCR) →
+The Lua script runs the writes in the order docs/ARCHITECTURE.md §3 asks for — sequence (INCR) →
 publish (LPUSH of the Celery message) → dedup key — and, being atomic, cannot stop half-way.
 Redis answers only after the script's writes are applied (and fsynced, with
 ``appendfsync always``), so a 202 always means the message is in the queue.
