@@ -3,6 +3,7 @@ Redis and the sandbox, and the OpenAPI document."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -373,3 +374,21 @@ def test_token_helpers_roundtrip() -> None:
     old = ops.mint_admin_token(SECRET, "ops", 60, now=time.time() - 3600)
     with pytest.raises(ops.TokenError, match="expired"):
         ops.verify_admin_token(SECRET, old)
+
+
+def test_options_and_unserved_methods_answer_405_listing_every_method_of_the_path(
+    unmapped: Settings,
+) -> None:
+    app = create_app(unmapped)
+    served: dict[str, set[str]] = {}
+    for path, method in _app_paths(app.routes):
+        served.setdefault(path, set()).add(method.upper())
+    with TestClient(app) as client:
+        for path, methods in served.items():
+            concrete = re.sub(r"\{[^}]+\}", "abc", path)
+            expected = methods | ({"HEAD"} if "GET" in methods else set())
+            for probe in ("OPTIONS", "PATCH"):
+                response = client.request(probe, concrete)
+                assert response.status_code == 405, (probe, concrete)
+                allowed = {m.strip() for m in response.headers["allow"].split(",")}
+                assert allowed == expected, (probe, concrete)
