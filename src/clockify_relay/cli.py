@@ -33,8 +33,14 @@ def main(config: str | None) -> None:
 
 
 def serve_receiver(host: str, port: int, workers: int = 1) -> None:
-    """Run the receiver on uvicorn (uvloop + httptools) in the foreground."""
+    """Run the receiver on uvicorn (uvloop + httptools) in the foreground.
+
+    The HTTP protocol is httptools with deadlines for reading a request and a cap on its head
+    (see :mod:`clockify_relay.receiver.connection`: uvicorn has neither).
+    """
     import uvicorn
+
+    from clockify_relay.receiver.connection import KEEP_ALIVE_TIMEOUT
 
     uvicorn.run(
         "clockify_relay.receiver.app:create_app",
@@ -43,7 +49,9 @@ def serve_receiver(host: str, port: int, workers: int = 1) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # An import string, not the class: every worker process imports it itself.
+        http="clockify_relay.receiver.connection:GuardedHttpToolsProtocol",
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         log_level=os.environ.get("RELAY_LOG_LEVEL", "info").lower(),
         access_log=False,
         proxy_headers=True,
