@@ -213,51 +213,6 @@ def sandbox(host: str, port: int) -> None:
     serve(host, port)
 
 
-@main.command()
-@click.option("--probe", is_flag=True, help="also call each enabled target with its credentials")
-@click.option(
-    "--lookups", is_flag=True, help="list Blikk users, projects, activities, … for mapping"
-)
-def check(probe: bool, lookups: bool) -> None:
-    """Validate the configuration (and optionally probe every enabled target)."""
-    from clockify_relay.clockify.verify import WebhookVerifier
-    from clockify_relay.errors import RelayError
-    from clockify_relay.pipeline.runtime import reset_runtime
-
-    rt = reset_runtime()
-    problems = 0
-    verifier = WebhookVerifier(rt.settings)
-    if not verifier.configured:
-        click.echo(
-            "webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY"
-        )
-        problems += 1
-    else:
-        click.echo(
-            f"webhooks: {len(rt.settings.webhook_tokens)} token(s)"
-            + (", add-on JWT verification on" if verifier.addon_enabled else "")
-        )
-    targets = rt.enabled_targets()
-    click.echo(f"targets enabled: {', '.join(targets) or 'none'}")
-    for target in targets:
-        try:
-            connector = rt.connector(target)
-            line = connector.probe() if probe else "configuration ok"
-            click.echo(f"  {target}: {line}")
-            if lookups and target == "blikk":
-                from clockify_relay.connectors.blikk.lookups import list_lookups
-
-                for kind, rows in list_lookups(connector).items():  # type: ignore[arg-type]
-                    click.echo(f"    {kind}:")
-                    for row in rows:
-                        click.echo(f"      {row}")
-        except RelayError as exc:
-            problems += 1
-            click.echo(f"  {target}: {exc.kind}: {exc.message}")
-    if problems:
-        raise SystemExit(1)
-
-
 def run_cli() -> None:
     """Entry point that turns configuration errors into a clear message and exit code 2."""
     try:
@@ -270,9 +225,9 @@ def run_cli() -> None:
 def _register_subcommands() -> None:
     """Command groups that live beside the modules they drive."""
     from clockify_relay.bench.cli import bench
-    from clockify_relay.cli_ops import admin_token, dlq, events
+    from clockify_relay.cli_ops import admin_token, check, dlq, events
 
-    for command in (dlq, events, admin_token, bench):
+    for command in (check, dlq, events, admin_token, bench):
         main.add_command(command)
 
 

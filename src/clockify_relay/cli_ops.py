@@ -1,4 +1,5 @@
-"""Operator commands: ``dlq`` (dead letters), ``events`` (traces) and ``admin-token``.
+"""Operator commands: ``check`` (configuration, Redis, targets), ``dlq`` (dead letters),
+``events`` (traces) and ``admin-token``.
 
 Thin on purpose: arguments are parsed here, the work is done in :mod:`clockify_relay.ops` (the
 admin HTTP API calls the same functions). Human output uses rich; ``-o json`` prints plain JSON
@@ -21,8 +22,9 @@ from rich.table import Table
 from rich.text import Text
 
 from clockify_relay import ops
+from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetter
-from clockify_relay.pipeline.runtime import Runtime, runtime
+from clockify_relay.pipeline.runtime import Runtime, reset_runtime, runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -102,6 +104,83 @@ def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> T
             row["id"], row["target"], row["event_type"], row["entry_id"], row["error_kind"],
             ops.shorten(row["error"], 60), row["attempts"], row["last_failure"],
         )))
+    return table
+
+
+# --- check ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--probe", is_flag=True, help="also call each enabled target with its credentials")
+@click.option(
+    "--lookups", is_flag=True, help="list Blikk users, projects, activities, … for mapping"
+)
+@OUTPUT
+def check(probe: bool, lookups: bool, output: str) -> None:
+    """Validate the configuration and Redis (and optionally probe every enabled target).
+
+    Exit status 1 when anything is wrong, 2 when the configuration cannot be read.
+    """
+    try:
+        rt = reset_runtime()  # after --config: the settings of this invocation
+    except ConfigurationError as exc:
+        if output != "json":
+            raise
+        _echo_json({"ok": False, "error": f"configuration error: {exc}"})
+        raise SystemExit(2) from None
+    report = ops.check(rt, probe=probe, lookups=lookups)
+    if output == "json":
+        _echo_json(report.to_json())
+    else:
+        _print_check(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _print_check(report: ops.CheckReport) -> None:
+    # Plain lines (click.echo: rich would wrap long URLs); rich only for the look-up tables.
+    if report.redis_error is None:
+        click.echo(f"redis: ok ({report.redis_at})")
+    else:
+        click.echo(
+            f"redis: UNREACHABLE at {report.redis_at} ({report.redis_error}): nothing can be "
+            "queued or delivered"
+        )
+    if not report.webhooks_configured:
+        click.echo(
+            "webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY"
+        )
+    else:
+        click.echo(
+            f"webhooks: {report.webhook_tokens} token(s)"
+            + (", add-on JWT verification on" if report.addon_jwt else "")
+        )
+    click.echo(f"targets enabled: {', '.join(t.target for t in report.targets) or 'none'}")
+    for result in report.targets:
+        if result.ok:
+            click.echo(f"  {result.target}: {result.message}")
+        else:
+            click.echo(f"  {result.target}: {result.error_kind}: {result.message}")
+    for result in report.targets:
+        for kind, rows in (result.lookups or {}).items():
+            _console().print(_lookup_table(f"{result.target} {kind.replace('_', ' ')}", rows))
+
+
+def _lookup_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
+    """One registry as a table: the id to put in the config beside the name people know."""
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or ["id", "name"]
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column == "id" else "left", overflow="fold")
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, bool):
+                value = "yes" if value else "no"
+            # Text(), not str: a name may contain [brackets] that rich would read as markup.
+            cells.append(Text("" if value is None else str(value)))
+        table.add_row(*cells)
     return table
 
 
