@@ -320,6 +320,29 @@ def test_purge_by_id_and_all(cli: Env) -> None:
     assert cli.run(dlq, "purge").exit_code == 2
 
 
+def test_purge_prints_machine_readable_results_with_o_json(cli: Env) -> None:
+    one, _ = dead_letter(id=new_entry_id())
+    two, _ = dead_letter("TIME_ENTRY_UPDATED", id=new_entry_id())
+    three, _ = dead_letter(id=new_entry_id())
+
+    assert cli.json(dlq, "purge", one) == {"removed": 1, "missing": []}
+
+    mixed = cli.run(dlq, "purge", two, "ghost", "-o", "json")
+    assert mixed.exit_code == 1  # an unknown id, as in table mode
+    assert orjson.loads(mixed.stdout) == {"removed": 1, "missing": ["ghost"]}
+
+    # --all asks first; the question and the preview go to stderr so stdout stays JSON.
+    declined = cli.run(dlq, "purge", "--all", "-o", "json", input="n\n")
+    assert declined.exit_code == 1 and declined.stdout == ""
+    assert [r["id"] for r in cli.json(dlq, "list")] == [three]
+    confirmed = cli.run(dlq, "purge", "--all", "-o", "json", input="y\n")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert orjson.loads(confirmed.stdout) == {"removed": 1, "missing": []}
+    assert three in confirmed.stderr and "purge 1 dead letter(s)?" in confirmed.stderr
+
+    assert cli.json(dlq, "purge", "--all", "--yes") == {"removed": 0, "missing": []}
+
+
 # --- events show ----------------------------------------------------------------------------
 
 

@@ -350,26 +350,38 @@ def _run_replays(rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run
 @click.option("--all", "all_", is_flag=True, help="every dead letter matching the filters")
 @_filter_options
 @click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+@OUTPUT
 @_handles_redis
 def dlq_purge(ids: tuple[str, ...], all_: bool, target: str | None, event_type: str | None,
-              since: str | None, until: str | None, yes: bool) -> None:
-    """Delete dead letters for good (the deliveries are not made). --all asks first."""
+              since: str | None, until: str | None, yes: bool, output: str) -> None:
+    """Delete dead letters for good (the deliveries are not made). --all asks first.
+
+    With -o json, stdout gets {"removed": N, "missing": [ids]} (the admin API's answer) and
+    the question of --all goes to stderr. Exit status 1 when an id is unknown.
+    """
     if bool(ids) == all_:
         raise click.UsageError("give dead letter ids, or --all (with optional filters)")
     if ids and _has_filters(target, event_type, since, until):
         raise click.UsageError("--target/--event-type/--since/--until go with --all")
     flt = _letter_filter(target, event_type, since, until) if all_ else None
+    as_json = output == "json"
     rt = runtime()
     letters, missing = ops.select_letters(rt, list(ids), flt)
     if all_ and not letters:
-        click.echo("no dead letters match")
+        if as_json:
+            _echo_json({"removed": 0, "missing": []})
+        else:
+            click.echo("no dead letters match")
         return
     if all_ and not yes:
-        _console().print(_letters_table(letters, "to purge"))
+        _console(stderr=as_json).print(_letters_table(letters, "to purge"))
         click.confirm(f"purge {len(letters)} dead letter(s)? They will not be delivered",
-                      abort=True)
+                      abort=True, err=as_json)
     removed = ops.purge(rt, [letter.id for letter in letters])
-    click.echo(f"purged {removed} dead letter(s)")
+    if as_json:
+        _echo_json({"removed": removed, "missing": missing})
+    else:
+        click.echo(f"purged {removed} dead letter(s)")
     if missing:
         _fail("no dead letter with id " + ", ".join(repr(m) for m in missing))
 
