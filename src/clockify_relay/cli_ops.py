@@ -30,21 +30,33 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 OUTPUT = click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
     help="table for people, json for scripts",
 )
 
 
 def _filter_options(func: Callable[P, R]) -> Callable[P, R]:
     """--target/--event-type/--since/--until, shared by list, replay --all and purge --all."""
-    for option in reversed([
-        click.option("--target", help="only this target (everit, blikk, tracket, …)"),
-        click.option("--event-type", help="only this Clockify event type"),
-        click.option("--since", metavar="WHEN",
-                     help="last failure at or after WHEN: ISO date/datetime or age (2h, 3d)"),
-        click.option("--until", metavar="WHEN",
-                     help="last failure at or before WHEN: ISO date/datetime or age (2h, 3d)"),
-    ]):
+    for option in reversed(
+        [
+            click.option("--target", help="only this target (everit, blikk, tracket, …)"),
+            click.option("--event-type", help="only this Clockify event type"),
+            click.option(
+                "--since",
+                metavar="WHEN",
+                help="last failure at or after WHEN: ISO date/datetime or age (2h, 3d)",
+            ),
+            click.option(
+                "--until",
+                metavar="WHEN",
+                help="last failure at or before WHEN: ISO date/datetime or age (2h, 3d)",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -79,8 +91,9 @@ def _handles_redis(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _letter_filter(target: str | None, event_type: str | None, since: str | None,
-                   until: str | None) -> ops.LetterFilter:
+def _letter_filter(
+    target: str | None, event_type: str | None, since: str | None, until: str | None
+) -> ops.LetterFilter:
     try:
         return ops.LetterFilter.parse(target, event_type, since, until)
     except ops.OpsError as exc:
@@ -93,17 +106,37 @@ def _has_filters(*values: str | None) -> bool:
 
 def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> Table:
     table = Table(title=title, show_lines=False)
-    for column in ("id", "target", "event type", "entry id", "error kind", "error", "attempts",
-                   "last failure"):
-        table.add_column(column, justify="right" if column == "attempts" else "left",
-                         overflow="fold")
+    for column in (
+        "id",
+        "target",
+        "event type",
+        "entry id",
+        "error kind",
+        "error",
+        "attempts",
+        "last failure",
+    ):
+        table.add_column(
+            column, justify="right" if column == "attempts" else "left", overflow="fold"
+        )
     for letter in letters:
         row = ops.letter_summary(letter)
         # Text(), not str: error messages may contain [brackets] that rich would read as markup.
-        table.add_row(*(Text(str(v)) for v in (
-            row["id"], row["target"], row["event_type"], row["entry_id"], row["error_kind"],
-            ops.shorten(row["error"], 60), row["attempts"], row["last_failure"],
-        )))
+        table.add_row(
+            *(
+                Text(str(v))
+                for v in (
+                    row["id"],
+                    row["target"],
+                    row["event_type"],
+                    row["entry_id"],
+                    row["error_kind"],
+                    ops.shorten(row["error"], 60),
+                    row["attempts"],
+                    row["last_failure"],
+                )
+            )
+        )
     return table
 
 
@@ -196,8 +229,9 @@ def dlq() -> None:
 @_filter_options
 @OUTPUT
 @_handles_redis
-def dlq_list(target: str | None, event_type: str | None, since: str | None, until: str | None,
-             output: str) -> None:
+def dlq_list(
+    target: str | None, event_type: str | None, since: str | None, until: str | None, output: str
+) -> None:
     """List dead letters, oldest last failure first."""
     letters = ops.list_letters(runtime(), _letter_filter(target, event_type, since, until))
     if output == "json":
@@ -230,11 +264,16 @@ def dlq_show(letter_id: str, output: str) -> None:
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
     for label, value in (
-        ("id", letter.id), ("target", letter.target), ("event id", letter.event_id),
-        ("event type", letter.event_type), ("entry id", letter.entity_id),
-        ("error kind", letter.error_kind), ("error", letter.error),
+        ("id", letter.id),
+        ("target", letter.target),
+        ("event id", letter.event_id),
+        ("event type", letter.event_type),
+        ("entry id", letter.entity_id),
+        ("error kind", letter.error_kind),
+        ("error", letter.error),
         ("status", letter.status if letter.status is not None else "-"),
-        ("attempts", letter.attempts), ("first failure", detail["first_failure_at"]),
+        ("attempts", letter.attempts),
+        ("first failure", detail["first_failure_at"]),
         ("last failure", detail["last_failure_at"]),
     ):
         facts.add_row(label, Text(str(value)))
@@ -243,16 +282,26 @@ def dlq_show(letter_id: str, output: str) -> None:
     for column in ("at", "kind", "status", "error"):
         history.add_column(column, overflow="fold")
     for item in detail["history"]:
-        history.add_row(*(Text(str(v)) for v in (
-            item.get("at_iso"), item.get("kind"),
-            item.get("status") if item.get("status") is not None else "-", item.get("error"),
-        )))
+        history.add_row(
+            *(
+                Text(str(v))
+                for v in (
+                    item.get("at_iso"),
+                    item.get("kind"),
+                    item.get("status") if item.get("status") is not None else "-",
+                    item.get("error"),
+                )
+            )
+        )
     console.print(history)
     if letter.error_kind == "UnknownOutcomeError":
-        console.print(Text(
-            "unknown outcome: check the target for this entry, then replay with --force "
-            "if it is not there", style="yellow",
-        ))
+        console.print(
+            Text(
+                "unknown outcome: check the target for this entry, then replay with --force "
+                "if it is not there",
+                style="yellow",
+            )
+        )
     console.print(Text("envelope:", style="bold"))
     console.print_json(data=letter.envelope)
 
@@ -263,14 +312,21 @@ def _summary_table(results: Sequence[ops.ReplayResult], dry_run: bool) -> Table:
         table.add_column(column, overflow="fold")
     for result in results:
         if dry_run:
-            verdict = Text("would replay" if result.found else "not found",
-                           style="cyan" if result.found else "red")
+            verdict = Text(
+                "would replay" if result.found else "not found",
+                style="cyan" if result.found else "red",
+            )
         elif result.ok:
             verdict = Text("replayed", style="green")
         else:
             verdict = Text("still failing" if result.found else "not found", style="red")
-        table.add_row(Text(result.id), Text(result.target or "-"),
-                      Text(result.event_type or "-"), verdict, Text(result.message))
+        table.add_row(
+            Text(result.id),
+            Text(result.target or "-"),
+            Text(result.event_type or "-"),
+            verdict,
+            Text(result.message),
+        )
     return table
 
 
@@ -279,13 +335,24 @@ def _summary_table(results: Sequence[ops.ReplayResult], dry_run: bool) -> Table:
 @click.option("--all", "all_", is_flag=True, help="every dead letter matching the filters")
 @_filter_options
 @click.option("--dry-run", is_flag=True, help="show what would be replayed; change nothing")
-@click.option("--force", is_flag=True,
-              help="for 'unknown outcome' letters, after you checked the target: create again")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="for 'unknown outcome' letters, after you checked the target: create again",
+)
 @OUTPUT
 @_handles_redis
-def dlq_replay(ids: tuple[str, ...], all_: bool, target: str | None, event_type: str | None,
-               since: str | None, until: str | None, dry_run: bool, force: bool,
-               output: str) -> None:
+def dlq_replay(
+    ids: tuple[str, ...],
+    all_: bool,
+    target: str | None,
+    event_type: str | None,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    force: bool,
+    output: str,
+) -> None:
     """Deliver dead letters again now, in this process.
 
     A letter is removed only when its delivery succeeds; one that fails again stays, with the
@@ -303,14 +370,20 @@ def dlq_replay(ids: tuple[str, ...], all_: bool, target: str | None, event_type:
         raise click.UsageError(str(exc)) from None
     if len(ids) == 1 and missing and not dry_run:
         _fail(f"no dead letter with id {ids[0]!r}")
-    results = _run_replays(rt, letters, force=force, dry_run=dry_run,
-                           bulk=all_ or len(ids) > 1, quiet=output == "json")
+    results = _run_replays(
+        rt, letters, force=force, dry_run=dry_run, bulk=all_ or len(ids) > 1, quiet=output == "json"
+    )
     results += ops.missing_results(missing)
     failed = [r for r in results if not r.ok]
     if output == "json":
-        _echo_json({"dry_run": dry_run, "results": [r.to_json() for r in results],
-                    "replayed": sum(r.ok for r in results) if not dry_run else 0,
-                    "failed": len(failed)})
+        _echo_json(
+            {
+                "dry_run": dry_run,
+                "results": [r.to_json() for r in results],
+                "replayed": sum(r.ok for r in results) if not dry_run else 0,
+                "failed": len(failed),
+            }
+        )
     elif not results:
         _console().print("no dead letters match")
     elif len(results) == 1 and not dry_run:
@@ -326,21 +399,26 @@ def dlq_replay(ids: tuple[str, ...], all_: bool, target: str | None, event_type:
         raise SystemExit(1)
 
 
-def _run_replays(rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run: bool,
-                 bulk: bool, quiet: bool) -> list[ops.ReplayResult]:
+def _run_replays(
+    rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run: bool, bulk: bool, quiet: bool
+) -> list[ops.ReplayResult]:
     """Replay with a progress bar on stderr for bulk runs (stdout stays clean for -o json)."""
     if dry_run or not bulk or not letters:
         return ops.replay_many(rt, letters, force=force, dry_run=dry_run)
     progress = Progress(
-        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"), console=_console(stderr=True), disable=quiet,
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=_console(stderr=True),
+        disable=quiet,
     )
     with progress:
         task = progress.add_task("replay", total=len(letters), last="")
 
         def advance(result: ops.ReplayResult) -> None:
-            progress.update(task, advance=1,
-                            last=f"{result.id} {'ok' if result.ok else 'failed'}")
+            progress.update(task, advance=1, last=f"{result.id} {'ok' if result.ok else 'failed'}")
 
         return ops.replay_many(rt, letters, force=force, progress=advance)
 
@@ -352,8 +430,16 @@ def _run_replays(rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run
 @click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
 @OUTPUT
 @_handles_redis
-def dlq_purge(ids: tuple[str, ...], all_: bool, target: str | None, event_type: str | None,
-              since: str | None, until: str | None, yes: bool, output: str) -> None:
+def dlq_purge(
+    ids: tuple[str, ...],
+    all_: bool,
+    target: str | None,
+    event_type: str | None,
+    since: str | None,
+    until: str | None,
+    yes: bool,
+    output: str,
+) -> None:
     """Delete dead letters for good (the deliveries are not made). --all asks first.
 
     With -o json, stdout gets {"removed": N, "missing": [ids]} (the admin API's answer) and
@@ -375,8 +461,11 @@ def dlq_purge(ids: tuple[str, ...], all_: bool, target: str | None, event_type: 
         return
     if all_ and not yes:
         _console(stderr=as_json).print(_letters_table(letters, "to purge"))
-        click.confirm(f"purge {len(letters)} dead letter(s)? They will not be delivered",
-                      abort=True, err=as_json)
+        click.confirm(
+            f"purge {len(letters)} dead letter(s)? They will not be delivered",
+            abort=True,
+            err=as_json,
+        )
     removed = ops.purge(rt, [letter.id for letter in letters])
     if as_json:
         _echo_json({"removed": removed, "missing": missing})
@@ -421,8 +510,17 @@ def events_show(event_id: str, output: str) -> None:
     if view.envelope is None:
         console.print("envelope expired; the trace is all that is left")
     table = Table(title=f"trace ({len(view.records)} record(s))")
-    for column in ("time", "stage", "target", "attempt", "outcome", "status", "reason / error",
-                   "response", "remote ids"):
+    for column in (
+        "time",
+        "stage",
+        "target",
+        "attempt",
+        "outcome",
+        "status",
+        "reason / error",
+        "response",
+        "remote ids",
+    ):
         table.add_column(column, overflow="fold")
     for record in data["trace"]:
         table.add_row(*(Text(v) for v in _trace_cells(record)))
@@ -441,9 +539,13 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
     targets = record.get("targets")
     target = record.get("target") or (", ".join(targets) if isinstance(targets, list) else "")
     return [
-        str(record.get("at_iso") or ""), str(record.get("stage", "")), target,
-        str(record.get("attempt", "")), str(record.get("outcome", "")),
-        str(record.get("status", "")), reason,
+        str(record.get("at_iso") or ""),
+        str(record.get("stage", "")),
+        target,
+        str(record.get("attempt", "")),
+        str(record.get("outcome", "")),
+        str(record.get("status", "")),
+        reason,
         ops.shorten(record.get("response"), 60),
         ", ".join(f"{k or 'record'}={v}" for k, v in remote.items()),
     ]
@@ -453,10 +555,19 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
 
 
 @click.command("admin-token")
-@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, ops.MAX_TOKEN_TTL),
-              help="seconds until the token expires")
-@click.option("--subject", default=lambda: os.environ.get("USER") or "operator",
-              show_default="$USER", help="who the token is for (the JWT sub claim)")
+@click.option(
+    "--ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(1, ops.MAX_TOKEN_TTL),
+    help="seconds until the token expires",
+)
+@click.option(
+    "--subject",
+    default=lambda: os.environ.get("USER") or "operator",
+    show_default="$USER",
+    help="who the token is for (the JWT sub claim)",
+)
 def admin_token(ttl: int, subject: str) -> None:
     """Print an admin API token (HS256 JWT signed with RELAY_ADMIN_JWT_SECRET)."""
     secret = runtime().settings.admin_jwt_secret

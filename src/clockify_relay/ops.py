@@ -174,9 +174,7 @@ def letter_detail(letter: DeadLetter) -> dict[str, Any]:
     data = letter.to_json()
     data["first_failure_at"] = iso(letter.first_failure)
     data["last_failure_at"] = iso(letter.last_failure)
-    data["history"] = [
-        {**item, "at_iso": iso(item.get("at"))} for item in letter.history
-    ]
+    data["history"] = [{**item, "at_iso": iso(item.get("at"))} for item in letter.history]
     return data
 
 
@@ -259,15 +257,26 @@ def replay_many(
     for letter in letters:
         if dry_run:
             result = ReplayResult(
-                letter.id, True, f"would replay ({letter.error_kind}: {shorten(letter.error)})",
-                letter.target, letter.event_id, letter.event_type, dry_run=True,
+                letter.id,
+                True,
+                f"would replay ({letter.error_kind}: {shorten(letter.error)})",
+                letter.target,
+                letter.event_id,
+                letter.event_type,
+                dry_run=True,
             )
         else:
             # Re-read: another operator or a worker may have replayed or purged it meanwhile.
             current = rt.dlq.get(letter.id)
             if current is None:
-                result = ReplayResult(letter.id, True, "already gone (replayed or purged)",
-                                      letter.target, letter.event_id, letter.event_type)
+                result = ReplayResult(
+                    letter.id,
+                    True,
+                    "already gone (replayed or purged)",
+                    letter.target,
+                    letter.event_id,
+                    letter.event_type,
+                )
             else:
                 result = _replay_letter(rt, current, force)
         results.append(result)
@@ -332,7 +341,8 @@ def event_view(rt: Runtime, event_id: str) -> EventView:
     envelope, records = trace.read(rt.redis, rt.keys, event_id)
     # A dead letter outlives its trace; its id is derived from (target, event id).
     letters = [
-        letter for letter in (rt.dlq.get(dlq_id(target, event_id)) for target in CONNECTORS)
+        letter
+        for letter in (rt.dlq.get(dlq_id(target, event_id)) for target in CONNECTORS)
         if letter is not None
     ]
     if envelope is None and not records and not letters:

@@ -15,8 +15,7 @@ from clockify_relay.sandbox.server import SandboxServer
 
 TRACKET_AUTH = {"Authorization": "Bearer sandbox-tracket-token"}
 BLIKK_BASIC = {
-    "Authorization": "Basic "
-    + base64.b64encode(b"sandbox-blikk-app:sandbox-blikk-secret").decode()
+    "Authorization": "Basic " + base64.b64encode(b"sandbox-blikk-app:sandbox-blikk-secret").decode()
 }
 
 
@@ -41,9 +40,7 @@ def test_state_shape(sandbox: SandboxServer, http: httpx.Client) -> None:
 
 
 def test_base_urls_and_config(sandbox: SandboxServer) -> None:
-    assert sandbox.base_urls["everit"] == (
-        f"{sandbox.url}/everit/timetracker/api/latest/public"
-    )
+    assert sandbox.base_urls["everit"] == (f"{sandbox.url}/everit/timetracker/api/latest/public")
     assert sandbox.base_urls["tracket"] == f"{sandbox.url}/tracket/api/1.0"
     assert sandbox.base_urls["clockify"] == f"{sandbox.url}/clockify/api"
     assert sandbox.url.startswith("http://127.0.0.1:")
@@ -91,7 +88,9 @@ def test_fault_custom_body(sandbox: SandboxServer, http: httpx.Client) -> None:
     sandbox.inject_fault("tracket", status=429, body={"error": "slow down"}, retry_after=2)
     r = _tracket_list(http, sandbox)
     assert (r.status_code, r.json(), r.headers["retry-after"]) == (
-        429, {"error": "slow down"}, "2",
+        429,
+        {"error": "slow down"},
+        "2",
     )
 
 
@@ -170,8 +169,12 @@ def test_a_fault_limited_to_a_method_and_path_spares_other_requests(
     created = http.post(
         f"{sandbox.base_urls['tracket']}/worklogs",
         headers=TRACKET_AUTH,
-        json={"itemId": "i", "userId": "u", "worklogDate": "2024-01-01T10:00:00Z",
-              "worklogMinutes": 5},
+        json={
+            "itemId": "i",
+            "userId": "u",
+            "worklogDate": "2024-01-01T10:00:00Z",
+            "worklogMinutes": 5,
+        },
     )
     assert created.status_code == 500
     assert sandbox.state()["tracket"]["worklogs"] == []
@@ -234,8 +237,12 @@ def test_reset_clears_records_faults_counters(sandbox: SandboxServer, http: http
     r = http.post(
         f"{sandbox.base_urls['tracket']}/worklogs",
         headers=TRACKET_AUTH,
-        json={"itemId": "i", "userId": "u", "worklogDate": "2024-01-01T10:00:00Z",
-              "worklogMinutes": 5},
+        json={
+            "itemId": "i",
+            "userId": "u",
+            "worklogDate": "2024-01-01T10:00:00Z",
+            "worklogMinutes": 5,
+        },
     )
     assert r.status_code == 200
     sandbox.inject_fault("everit", status=503, count=3)

@@ -38,7 +38,6 @@ from clockify_relay.sandbox.tracket import TracketFake
 FAKES: list[type[FakeTarget]] = [EveritFake, TracketFake, ClockifyFake, BlikkFake]
 
 
-
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
     async def get_state(request: Request) -> Response:
         body = orjson.dumps(sandbox.state(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)

@@ -102,7 +102,9 @@ def json_response(
 ) -> Response:
     """A JSON response serialised with orjson (handles datetimes, keeps key order)."""
     return Response(
-        orjson.dumps(content), status_code=status_code, headers=headers,
+        orjson.dumps(content),
+        status_code=status_code,
+        headers=headers,
         media_type="application/json",
     )
 
@@ -219,8 +221,16 @@ def parse_fault(spec: Any, targets: Sequence[str]) -> Fault:
     if not isinstance(spec, dict):
         raise FaultError("fault must be a JSON object")
     unknown = set(spec) - {
-        "target", "status", "count", "seconds", "latency", "timeout", "body", "retry_after",
-        "path", "method",
+        "target",
+        "status",
+        "count",
+        "seconds",
+        "latency",
+        "timeout",
+        "body",
+        "retry_after",
+        "path",
+        "method",
     }
     if unknown:
         raise FaultError(f"unknown fault fields: {sorted(unknown)}")
@@ -439,9 +449,13 @@ class SandboxMiddleware:
         if fault.status is None:
             await self.app(scope, receive, send)
             return
-        body = fault.body if fault.body is not None else {
-            "error": f"sandbox fault: injected status {fault.status}",
-        }
+        body = (
+            fault.body
+            if fault.body is not None
+            else {
+                "error": f"sandbox fault: injected status {fault.status}",
+            }
+        )
         await _send_fault_response(send, fault.status, body, fault.retry_after)
 
     async def _hold(self, seconds: float) -> bool:
@@ -472,9 +486,7 @@ async def _buffered(receive: Receive) -> Receive:
     return replay
 
 
-async def _send_fault_response(
-    send: Send, status: int, body: Any, retry_after: str | None
-) -> None:
+async def _send_fault_response(send: Send, status: int, body: Any, retry_after: str | None) -> None:
     if isinstance(body, str | bytes):
         payload = body.encode() if isinstance(body, str) else body
         media_type = b"text/plain; charset=utf-8"

@@ -165,8 +165,14 @@ class SandboxServer:
         """
         spec: dict[str, Any] = {"target": target, "timeout": timeout}
         for key, value in (
-            ("status", status), ("count", count), ("seconds", seconds), ("latency", latency),
-            ("body", body), ("retry_after", retry_after), ("path", path), ("method", method),
+            ("status", status),
+            ("count", count),
+            ("seconds", seconds),
+            ("latency", latency),
+            ("body", body),
+            ("retry_after", retry_after),
+            ("path", path),
+            ("method", method),
         ):
             if value is not None:
                 spec[key] = value
