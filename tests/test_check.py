@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -49,7 +50,7 @@ def test_check_probes_every_target_and_lists_blikk_lookups(
     assert result.exit_code == 0, result.output
     assert "webhooks: 1 token(s)" in result.output
     assert "targets enabled: everit, tracket, blikk" in result.output
-    assert "users:" in result.output and "activities:" in result.output
+    assert "blikk users" in result.output and "blikk activities" in result.output
     assert sandbox.config.blikk_app_secret not in result.output
 
 
@@ -77,3 +78,106 @@ def test_check_reports_bad_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     result = CliRunner().invoke(main, ["check"])
     assert result.exit_code != 0
     assert "not valid TOML" in str(result.exception) + result.output
+
+
+def test_check_reports_an_unreachable_redis_as_an_error_and_claims_no_target_works(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    key_prefix: str,
+) -> None:
+    down = "redis://:hunter2@127.0.0.1:1/0"
+    configure(monkeypatch, tmp_path, sandbox, down, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="tok")
+    for args in ([], ["--probe"], ["--probe", "--lookups"]):
+        result = CliRunner().invoke(main, ["check", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert "redis: UNREACHABLE" in result.output and "127.0.0.1:1" in result.output
+        assert "accepted" not in result.output and " OK " not in result.output
+        assert "users" not in result.output  # no look-ups without a working relay
+        assert "hunter2" not in result.output
+
+    report = orjson.loads(CliRunner().invoke(main, ["check", "--probe", "-o", "json"]).stdout)
+    assert report["ok"] is False
+    assert report["redis"] == {**report["redis"], "ok": False, "error": "ConnectionError"}
+    assert [t["probed"] for t in report["targets"]] == [False, False, False]
+    assert "hunter2" not in orjson.dumps(report).decode()
+
+
+def test_check_names_each_target_once_per_line(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="tok")
+    result = CliRunner().invoke(main, ["check", "--probe"])
+    assert result.exit_code == 0, result.output
+    for target in ("everit", "tracket", "blikk"):
+        [line] = [x for x in result.output.splitlines() if x.strip().startswith(f"{target}:")]
+        assert target not in line.split(":", 1)[1].split(" at ")[0], line
+    assert "redis: ok" in result.output
+
+
+def test_check_lists_blikk_lookups_as_tables_and_as_json(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="tok")
+    monkeypatch.setenv("COLUMNS", "200")
+    table = CliRunner().invoke(main, ["check", "--lookups"])
+    assert table.exit_code == 0, table.output
+    assert "{'id'" not in table.output and "'name'" not in table.output
+    users = table.output[table.output.index("users") :]
+    assert "Anna Lindqvist" in users and "│" in users  # a rich table, one row per user
+    assert "time articles" in table.output or "time_articles" in table.output
+
+    result = CliRunner().invoke(main, ["check", "--probe", "--lookups", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["redis"]["ok"] is True
+    assert report["webhooks"] == {**report["webhooks"], "ok": True, "tokens": 1}
+    assert [t["target"] for t in report["targets"]] == ["everit", "tracket", "blikk"]
+    assert all(t["ok"] and t["probed"] for t in report["targets"])
+    everit = report["targets"][0]
+    assert everit["message"].startswith("API key accepted at ")
+    lookups = report["targets"][2]["lookups"]
+    assert {"id": 3, "name": "Anna Lindqvist"} in lookups["users"]
+    assert set(lookups) >= {"users", "projects", "activities", "time_codes", "time_articles"}
+    assert sandbox.config.blikk_app_secret not in result.output
+
+
+def test_check_json_reports_failures_with_their_kind(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(
+        monkeypatch, tmp_path, sandbox, redis_url, key_prefix, EVERIT_API_KEY="wrong-everit-key"
+    )
+    result = CliRunner().invoke(main, ["check", "--probe", "-o", "json"])
+    assert result.exit_code == 1
+    report = orjson.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["webhooks"]["ok"] is False
+    everit = report["targets"][0]
+    assert everit == {**everit, "target": "everit", "ok": False, "error_kind": "PermanentError"}
+    assert "wrong-everit-key" not in result.output
+
+
+def test_check_json_reports_a_bad_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[targets.everit\n")
+    monkeypatch.setenv("RELAY_CONFIG", str(bad))
+    result = CliRunner().invoke(main, ["check", "-o", "json"])
+    assert result.exit_code == 2
+    report = orjson.loads(result.stdout)
+    assert report["ok"] is False and "not valid TOML" in report["error"]

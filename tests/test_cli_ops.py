@@ -31,8 +31,8 @@ from tests.pipeline.conftest import (  # noqa: F401  (fixtures are used by name)
     worklogs,
 )
 
-UNMAPPED_TOML = '[targets.everit]\nenabled = true\n'
-FIXED_TOML = '[targets.everit]\nenabled = true\n\n[targets.everit.defaults]\nissue_id = 10000\n'
+UNMAPPED_TOML = "[targets.everit]\nenabled = true\n"
+FIXED_TOML = "[targets.everit]\nenabled = true\n\n[targets.everit.defaults]\nissue_id = 10000\n"
 
 
 class Env:
@@ -65,7 +65,10 @@ class Env:
 
 @pytest.fixture
 def cli(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
     clean_sandbox: SandboxServer,  # noqa: F811
 ) -> Iterator[Env]:
     config = tmp_path / "relay.toml"
@@ -134,8 +137,14 @@ def test_list_table_json_and_filters(cli: Env) -> None:
 
     table = cli.run(dlq, "list")
     assert table.exit_code == 0, table.output
-    for expected in (first, second, "ConfigurationError", "NEW_TIME_ENTRY", "TIME_ENTRY_UPDATED",
-                     "everit"):
+    for expected in (
+        first,
+        second,
+        "ConfigurationError",
+        "NEW_TIME_ENTRY",
+        "TIME_ENTRY_UPDATED",
+        "everit",
+    ):
         assert expected in table.output
 
     rows = cli.json(dlq, "list")
@@ -198,7 +207,8 @@ def test_redis_unreachable_is_a_clear_exit_1(cli: Env) -> None:
 
 
 def test_replay_failing_again_stays_then_fixed_delivers_once(
-    cli: Env, clean_sandbox: SandboxServer  # noqa: F811
+    cli: Env,
+    clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
     letter_id, event = dead_letter()
 
@@ -231,7 +241,8 @@ def test_replay_failing_again_stays_then_fixed_delivers_once(
 
 
 def test_bulk_dry_run_changes_nothing_then_replays_all(
-    cli: Env, clean_sandbox: SandboxServer  # noqa: F811
+    cli: Env,
+    clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
     ids = [dead_letter(id=new_entry_id())[0] for _ in range(3)]
     before = cli.json(dlq, "list")
@@ -261,7 +272,8 @@ def test_bulk_dry_run_changes_nothing_then_replays_all(
 
 
 def test_bulk_replay_respects_filters_and_reports_unknown_ids(
-    cli: Env, clean_sandbox: SandboxServer  # noqa: F811
+    cli: Env,
+    clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
     created, _ = dead_letter("NEW_TIME_ENTRY", id=new_entry_id())
     updated, _ = dead_letter("TIME_ENTRY_UPDATED", id=new_entry_id())
@@ -279,13 +291,16 @@ def test_bulk_replay_respects_filters_and_reports_unknown_ids(
     assert len(worklogs(clean_sandbox)) == 2
 
 
-@pytest.mark.parametrize("args", [
-    (),                                   # neither ids nor --all
-    ("abc", "--all"),                     # both
-    ("abc", "--target", "everit"),        # filters without --all
-    ("--all", "--force"),                 # force must name ids
-    ("--all", "--since", "soon"),         # bad time
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),  # neither ids nor --all
+        ("abc", "--all"),  # both
+        ("abc", "--target", "everit"),  # filters without --all
+        ("--all", "--force"),  # force must name ids
+        ("--all", "--since", "soon"),  # bad time
+    ],
+)
 def test_replay_usage_errors(cli: Env, args: tuple[str, ...]) -> None:
     dead_letter()
     before = cli.json(dlq, "list")
@@ -318,6 +333,29 @@ def test_purge_by_id_and_all(cli: Env) -> None:
     assert cli.json(dlq, "list") == []
     assert "no dead letters match" in cli.run(dlq, "purge", "--all", "--yes").output
     assert cli.run(dlq, "purge").exit_code == 2
+
+
+def test_purge_prints_machine_readable_results_with_o_json(cli: Env) -> None:
+    one, _ = dead_letter(id=new_entry_id())
+    two, _ = dead_letter("TIME_ENTRY_UPDATED", id=new_entry_id())
+    three, _ = dead_letter(id=new_entry_id())
+
+    assert cli.json(dlq, "purge", one) == {"removed": 1, "missing": []}
+
+    mixed = cli.run(dlq, "purge", two, "ghost", "-o", "json")
+    assert mixed.exit_code == 1  # an unknown id, as in table mode
+    assert orjson.loads(mixed.stdout) == {"removed": 1, "missing": ["ghost"]}
+
+    # --all asks first; the question and the preview go to stderr so stdout stays JSON.
+    declined = cli.run(dlq, "purge", "--all", "-o", "json", input="n\n")
+    assert declined.exit_code == 1 and declined.stdout == ""
+    assert [r["id"] for r in cli.json(dlq, "list")] == [three]
+    confirmed = cli.run(dlq, "purge", "--all", "-o", "json", input="y\n")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert orjson.loads(confirmed.stdout) == {"removed": 1, "missing": []}
+    assert three in confirmed.stderr and "purge 1 dead letter(s)?" in confirmed.stderr
+
+    assert cli.json(dlq, "purge", "--all", "--yes") == {"removed": 0, "missing": []}
 
 
 # --- events show ----------------------------------------------------------------------------

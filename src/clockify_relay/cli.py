@@ -34,8 +34,14 @@ def main(config: str | None) -> None:
 
 
 def serve_receiver(host: str, port: int, workers: int = 1) -> None:
-    """Run the receiver on uvicorn (uvloop + httptools) in the foreground."""
+    """Run the receiver on uvicorn (uvloop + httptools) in the foreground.
+
+    The HTTP protocol is httptools with deadlines for reading a request and a cap on its head
+    (see :mod:`clockify_relay.receiver.connection`: uvicorn has neither).
+    """
     import uvicorn
+
+    from clockify_relay.receiver.connection import KEEP_ALIVE_TIMEOUT
 
     uvicorn.run(
         "clockify_relay.receiver.app:create_app",
@@ -44,7 +50,9 @@ def serve_receiver(host: str, port: int, workers: int = 1) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # An import string, not the class: every worker process imports it itself.
+        http="clockify_relay.receiver.connection:GuardedHttpToolsProtocol",
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         log_level=os.environ.get("RELAY_LOG_LEVEL", "info").lower(),
         access_log=False,
         proxy_headers=True,
@@ -223,51 +231,6 @@ def sandbox(host: str, port: int) -> None:
     serve(host, port)
 
 
-@main.command()
-@click.option("--probe", is_flag=True, help="also call each enabled target with its credentials")
-@click.option(
-    "--lookups", is_flag=True, help="list Blikk users, projects, activities, … for mapping"
-)
-def check(probe: bool, lookups: bool) -> None:
-    """Validate the configuration (and optionally probe every enabled target)."""
-    from clockify_relay.clockify.verify import WebhookVerifier
-    from clockify_relay.errors import RelayError
-    from clockify_relay.pipeline.runtime import reset_runtime
-
-    rt = reset_runtime()
-    problems = 0
-    verifier = WebhookVerifier(rt.settings)
-    if not verifier.configured:
-        click.echo(
-            "webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY"
-        )
-        problems += 1
-    else:
-        click.echo(
-            f"webhooks: {len(rt.settings.webhook_tokens)} token(s)"
-            + (", add-on JWT verification on" if verifier.addon_enabled else "")
-        )
-    targets = rt.enabled_targets()
-    click.echo(f"targets enabled: {', '.join(targets) or 'none'}")
-    for target in targets:
-        try:
-            connector = rt.connector(target)
-            line = connector.probe() if probe else "configuration ok"
-            click.echo(f"  {target}: {line}")
-            if lookups and target == "blikk":
-                from clockify_relay.connectors.blikk.lookups import list_lookups
-
-                for kind, rows in list_lookups(connector).items():  # type: ignore[arg-type]
-                    click.echo(f"    {kind}:")
-                    for row in rows:
-                        click.echo(f"      {row}")
-        except RelayError as exc:
-            problems += 1
-            click.echo(f"  {target}: {exc.kind}: {exc.message}")
-    if problems:
-        raise SystemExit(1)
-
-
 def run_cli() -> None:
     """Entry point that turns configuration errors into a clear message and exit code 2."""
     try:
@@ -280,9 +243,9 @@ def run_cli() -> None:
 def _register_subcommands() -> None:
     """Command groups that live beside the modules they drive."""
     from clockify_relay.bench.cli import bench
-    from clockify_relay.cli_ops import admin_token, dlq, events
+    from clockify_relay.cli_ops import admin_token, check, dlq, events
 
-    for command in (dlq, events, admin_token, bench):
+    for command in (check, dlq, events, admin_token, bench):
         main.add_command(command)
 
 

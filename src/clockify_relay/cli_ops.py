@@ -1,4 +1,5 @@
-"""Operator commands: ``dlq`` (dead letters), ``events`` (traces) and ``admin-token``.
+"""Operator commands: ``check`` (configuration, Redis, targets), ``dlq`` (dead letters),
+``events`` (traces) and ``admin-token``.
 
 Thin on purpose: arguments are parsed here, the work is done in :mod:`clockify_relay.ops` (the
 admin HTTP API calls the same functions). Human output uses rich; ``-o json`` prints plain JSON
@@ -21,28 +22,41 @@ from rich.table import Table
 from rich.text import Text
 
 from clockify_relay import ops
+from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetter
-from clockify_relay.pipeline.runtime import Runtime, runtime
+from clockify_relay.pipeline.runtime import Runtime, reset_runtime, runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 OUTPUT = click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
     help="table for people, json for scripts",
 )
 
 
 def _filter_options(func: Callable[P, R]) -> Callable[P, R]:
     """--target/--event-type/--since/--until, shared by list, replay --all and purge --all."""
-    for option in reversed([
-        click.option("--target", help="only this target (everit, blikk, tracket, …)"),
-        click.option("--event-type", help="only this Clockify event type"),
-        click.option("--since", metavar="WHEN",
-                     help="last failure at or after WHEN: ISO date/datetime or age (2h, 3d)"),
-        click.option("--until", metavar="WHEN",
-                     help="last failure at or before WHEN: ISO date/datetime or age (2h, 3d)"),
-    ]):
+    for option in reversed(
+        [
+            click.option("--target", help="only this target (everit, blikk, tracket, …)"),
+            click.option("--event-type", help="only this Clockify event type"),
+            click.option(
+                "--since",
+                metavar="WHEN",
+                help="last failure at or after WHEN: ISO date/datetime or age (2h, 3d)",
+            ),
+            click.option(
+                "--until",
+                metavar="WHEN",
+                help="last failure at or before WHEN: ISO date/datetime or age (2h, 3d)",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -77,8 +91,9 @@ def _handles_redis(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _letter_filter(target: str | None, event_type: str | None, since: str | None,
-                   until: str | None) -> ops.LetterFilter:
+def _letter_filter(
+    target: str | None, event_type: str | None, since: str | None, until: str | None
+) -> ops.LetterFilter:
     try:
         return ops.LetterFilter.parse(target, event_type, since, until)
     except ops.OpsError as exc:
@@ -91,17 +106,114 @@ def _has_filters(*values: str | None) -> bool:
 
 def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> Table:
     table = Table(title=title, show_lines=False)
-    for column in ("id", "target", "event type", "entry id", "error kind", "error", "attempts",
-                   "last failure"):
-        table.add_column(column, justify="right" if column == "attempts" else "left",
-                         overflow="fold")
+    for column in (
+        "id",
+        "target",
+        "event type",
+        "entry id",
+        "error kind",
+        "error",
+        "attempts",
+        "last failure",
+    ):
+        table.add_column(
+            column, justify="right" if column == "attempts" else "left", overflow="fold"
+        )
     for letter in letters:
         row = ops.letter_summary(letter)
         # Text(), not str: error messages may contain [brackets] that rich would read as markup.
-        table.add_row(*(Text(str(v)) for v in (
-            row["id"], row["target"], row["event_type"], row["entry_id"], row["error_kind"],
-            ops.shorten(row["error"], 60), row["attempts"], row["last_failure"],
-        )))
+        table.add_row(
+            *(
+                Text(str(v))
+                for v in (
+                    row["id"],
+                    row["target"],
+                    row["event_type"],
+                    row["entry_id"],
+                    row["error_kind"],
+                    ops.shorten(row["error"], 60),
+                    row["attempts"],
+                    row["last_failure"],
+                )
+            )
+        )
+    return table
+
+
+# --- check ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--probe", is_flag=True, help="also call each enabled target with its credentials")
+@click.option(
+    "--lookups", is_flag=True, help="list Blikk users, projects, activities, … for mapping"
+)
+@OUTPUT
+def check(probe: bool, lookups: bool, output: str) -> None:
+    """Validate the configuration and Redis (and optionally probe every enabled target).
+
+    Exit status 1 when anything is wrong, 2 when the configuration cannot be read.
+    """
+    try:
+        rt = reset_runtime()  # after --config: the settings of this invocation
+    except ConfigurationError as exc:
+        if output != "json":
+            raise
+        _echo_json({"ok": False, "error": f"configuration error: {exc}"})
+        raise SystemExit(2) from None
+    report = ops.check(rt, probe=probe, lookups=lookups)
+    if output == "json":
+        _echo_json(report.to_json())
+    else:
+        _print_check(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _print_check(report: ops.CheckReport) -> None:
+    # Plain lines (click.echo: rich would wrap long URLs); rich only for the look-up tables.
+    if report.redis_error is None:
+        click.echo(f"redis: ok ({report.redis_at})")
+    else:
+        click.echo(
+            f"redis: UNREACHABLE at {report.redis_at} ({report.redis_error}): nothing can be "
+            "queued or delivered"
+        )
+    if not report.webhooks_configured:
+        click.echo(
+            "webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY"
+        )
+    else:
+        click.echo(
+            f"webhooks: {report.webhook_tokens} token(s)"
+            + (", add-on JWT verification on" if report.addon_jwt else "")
+        )
+    click.echo(f"targets enabled: {', '.join(t.target for t in report.targets) or 'none'}")
+    for result in report.targets:
+        if result.ok:
+            click.echo(f"  {result.target}: {result.message}")
+        else:
+            click.echo(f"  {result.target}: {result.error_kind}: {result.message}")
+    for result in report.targets:
+        for kind, rows in (result.lookups or {}).items():
+            _console().print(_lookup_table(f"{result.target} {kind.replace('_', ' ')}", rows))
+
+
+def _lookup_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
+    """One registry as a table: the id to put in the config beside the name people know."""
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or ["id", "name"]
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column == "id" else "left", overflow="fold")
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, bool):
+                value = "yes" if value else "no"
+            # Text(), not str: a name may contain [brackets] that rich would read as markup.
+            cells.append(Text("" if value is None else str(value)))
+        table.add_row(*cells)
     return table
 
 
@@ -117,8 +229,9 @@ def dlq() -> None:
 @_filter_options
 @OUTPUT
 @_handles_redis
-def dlq_list(target: str | None, event_type: str | None, since: str | None, until: str | None,
-             output: str) -> None:
+def dlq_list(
+    target: str | None, event_type: str | None, since: str | None, until: str | None, output: str
+) -> None:
     """List dead letters, oldest last failure first."""
     letters = ops.list_letters(runtime(), _letter_filter(target, event_type, since, until))
     if output == "json":
@@ -151,11 +264,16 @@ def dlq_show(letter_id: str, output: str) -> None:
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
     for label, value in (
-        ("id", letter.id), ("target", letter.target), ("event id", letter.event_id),
-        ("event type", letter.event_type), ("entry id", letter.entity_id),
-        ("error kind", letter.error_kind), ("error", letter.error),
+        ("id", letter.id),
+        ("target", letter.target),
+        ("event id", letter.event_id),
+        ("event type", letter.event_type),
+        ("entry id", letter.entity_id),
+        ("error kind", letter.error_kind),
+        ("error", letter.error),
         ("status", letter.status if letter.status is not None else "-"),
-        ("attempts", letter.attempts), ("first failure", detail["first_failure_at"]),
+        ("attempts", letter.attempts),
+        ("first failure", detail["first_failure_at"]),
         ("last failure", detail["last_failure_at"]),
     ):
         facts.add_row(label, Text(str(value)))
@@ -164,16 +282,26 @@ def dlq_show(letter_id: str, output: str) -> None:
     for column in ("at", "kind", "status", "error"):
         history.add_column(column, overflow="fold")
     for item in detail["history"]:
-        history.add_row(*(Text(str(v)) for v in (
-            item.get("at_iso"), item.get("kind"),
-            item.get("status") if item.get("status") is not None else "-", item.get("error"),
-        )))
+        history.add_row(
+            *(
+                Text(str(v))
+                for v in (
+                    item.get("at_iso"),
+                    item.get("kind"),
+                    item.get("status") if item.get("status") is not None else "-",
+                    item.get("error"),
+                )
+            )
+        )
     console.print(history)
     if letter.error_kind == "UnknownOutcomeError":
-        console.print(Text(
-            "unknown outcome: check the target for this entry, then replay with --force "
-            "if it is not there", style="yellow",
-        ))
+        console.print(
+            Text(
+                "unknown outcome: check the target for this entry, then replay with --force "
+                "if it is not there",
+                style="yellow",
+            )
+        )
     console.print(Text("envelope:", style="bold"))
     console.print_json(data=letter.envelope)
 
@@ -184,14 +312,21 @@ def _summary_table(results: Sequence[ops.ReplayResult], dry_run: bool) -> Table:
         table.add_column(column, overflow="fold")
     for result in results:
         if dry_run:
-            verdict = Text("would replay" if result.found else "not found",
-                           style="cyan" if result.found else "red")
+            verdict = Text(
+                "would replay" if result.found else "not found",
+                style="cyan" if result.found else "red",
+            )
         elif result.ok:
             verdict = Text("replayed", style="green")
         else:
             verdict = Text("still failing" if result.found else "not found", style="red")
-        table.add_row(Text(result.id), Text(result.target or "-"),
-                      Text(result.event_type or "-"), verdict, Text(result.message))
+        table.add_row(
+            Text(result.id),
+            Text(result.target or "-"),
+            Text(result.event_type or "-"),
+            verdict,
+            Text(result.message),
+        )
     return table
 
 
@@ -200,13 +335,24 @@ def _summary_table(results: Sequence[ops.ReplayResult], dry_run: bool) -> Table:
 @click.option("--all", "all_", is_flag=True, help="every dead letter matching the filters")
 @_filter_options
 @click.option("--dry-run", is_flag=True, help="show what would be replayed; change nothing")
-@click.option("--force", is_flag=True,
-              help="for 'unknown outcome' letters, after you checked the target: create again")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="for 'unknown outcome' letters, after you checked the target: create again",
+)
 @OUTPUT
 @_handles_redis
-def dlq_replay(ids: tuple[str, ...], all_: bool, target: str | None, event_type: str | None,
-               since: str | None, until: str | None, dry_run: bool, force: bool,
-               output: str) -> None:
+def dlq_replay(
+    ids: tuple[str, ...],
+    all_: bool,
+    target: str | None,
+    event_type: str | None,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    force: bool,
+    output: str,
+) -> None:
     """Deliver dead letters again now, in this process.
 
     A letter is removed only when its delivery succeeds; one that fails again stays, with the
@@ -224,14 +370,20 @@ def dlq_replay(ids: tuple[str, ...], all_: bool, target: str | None, event_type:
         raise click.UsageError(str(exc)) from None
     if len(ids) == 1 and missing and not dry_run:
         _fail(f"no dead letter with id {ids[0]!r}")
-    results = _run_replays(rt, letters, force=force, dry_run=dry_run,
-                           bulk=all_ or len(ids) > 1, quiet=output == "json")
+    results = _run_replays(
+        rt, letters, force=force, dry_run=dry_run, bulk=all_ or len(ids) > 1, quiet=output == "json"
+    )
     results += ops.missing_results(missing)
     failed = [r for r in results if not r.ok]
     if output == "json":
-        _echo_json({"dry_run": dry_run, "results": [r.to_json() for r in results],
-                    "replayed": sum(r.ok for r in results) if not dry_run else 0,
-                    "failed": len(failed)})
+        _echo_json(
+            {
+                "dry_run": dry_run,
+                "results": [r.to_json() for r in results],
+                "replayed": sum(r.ok for r in results) if not dry_run else 0,
+                "failed": len(failed),
+            }
+        )
     elif not results:
         _console().print("no dead letters match")
     elif len(results) == 1 and not dry_run:
@@ -247,21 +399,26 @@ def dlq_replay(ids: tuple[str, ...], all_: bool, target: str | None, event_type:
         raise SystemExit(1)
 
 
-def _run_replays(rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run: bool,
-                 bulk: bool, quiet: bool) -> list[ops.ReplayResult]:
+def _run_replays(
+    rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run: bool, bulk: bool, quiet: bool
+) -> list[ops.ReplayResult]:
     """Replay with a progress bar on stderr for bulk runs (stdout stays clean for -o json)."""
     if dry_run or not bulk or not letters:
         return ops.replay_many(rt, letters, force=force, dry_run=dry_run)
     progress = Progress(
-        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"), console=_console(stderr=True), disable=quiet,
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=_console(stderr=True),
+        disable=quiet,
     )
     with progress:
         task = progress.add_task("replay", total=len(letters), last="")
 
         def advance(result: ops.ReplayResult) -> None:
-            progress.update(task, advance=1,
-                            last=f"{result.id} {'ok' if result.ok else 'failed'}")
+            progress.update(task, advance=1, last=f"{result.id} {'ok' if result.ok else 'failed'}")
 
         return ops.replay_many(rt, letters, force=force, progress=advance)
 
@@ -271,26 +428,49 @@ def _run_replays(rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run
 @click.option("--all", "all_", is_flag=True, help="every dead letter matching the filters")
 @_filter_options
 @click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+@OUTPUT
 @_handles_redis
-def dlq_purge(ids: tuple[str, ...], all_: bool, target: str | None, event_type: str | None,
-              since: str | None, until: str | None, yes: bool) -> None:
-    """Delete dead letters for good (the deliveries are not made). --all asks first."""
+def dlq_purge(
+    ids: tuple[str, ...],
+    all_: bool,
+    target: str | None,
+    event_type: str | None,
+    since: str | None,
+    until: str | None,
+    yes: bool,
+    output: str,
+) -> None:
+    """Delete dead letters for good (the deliveries are not made). --all asks first.
+
+    With -o json, stdout gets {"removed": N, "missing": [ids]} (the admin API's answer) and
+    the question of --all goes to stderr. Exit status 1 when an id is unknown.
+    """
     if bool(ids) == all_:
         raise click.UsageError("give dead letter ids, or --all (with optional filters)")
     if ids and _has_filters(target, event_type, since, until):
         raise click.UsageError("--target/--event-type/--since/--until go with --all")
     flt = _letter_filter(target, event_type, since, until) if all_ else None
+    as_json = output == "json"
     rt = runtime()
     letters, missing = ops.select_letters(rt, list(ids), flt)
     if all_ and not letters:
-        click.echo("no dead letters match")
+        if as_json:
+            _echo_json({"removed": 0, "missing": []})
+        else:
+            click.echo("no dead letters match")
         return
     if all_ and not yes:
-        _console().print(_letters_table(letters, "to purge"))
-        click.confirm(f"purge {len(letters)} dead letter(s)? They will not be delivered",
-                      abort=True)
+        _console(stderr=as_json).print(_letters_table(letters, "to purge"))
+        click.confirm(
+            f"purge {len(letters)} dead letter(s)? They will not be delivered",
+            abort=True,
+            err=as_json,
+        )
     removed = ops.purge(rt, [letter.id for letter in letters])
-    click.echo(f"purged {removed} dead letter(s)")
+    if as_json:
+        _echo_json({"removed": removed, "missing": missing})
+    else:
+        click.echo(f"purged {removed} dead letter(s)")
     if missing:
         _fail("no dead letter with id " + ", ".join(repr(m) for m in missing))
 
@@ -330,8 +510,17 @@ def events_show(event_id: str, output: str) -> None:
     if view.envelope is None:
         console.print("envelope expired; the trace is all that is left")
     table = Table(title=f"trace ({len(view.records)} record(s))")
-    for column in ("time", "stage", "target", "attempt", "outcome", "status", "reason / error",
-                   "response", "remote ids"):
+    for column in (
+        "time",
+        "stage",
+        "target",
+        "attempt",
+        "outcome",
+        "status",
+        "reason / error",
+        "response",
+        "remote ids",
+    ):
         table.add_column(column, overflow="fold")
     for record in data["trace"]:
         table.add_row(*(Text(v) for v in _trace_cells(record)))
@@ -350,9 +539,13 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
     targets = record.get("targets")
     target = record.get("target") or (", ".join(targets) if isinstance(targets, list) else "")
     return [
-        str(record.get("at_iso") or ""), str(record.get("stage", "")), target,
-        str(record.get("attempt", "")), str(record.get("outcome", "")),
-        str(record.get("status", "")), reason,
+        str(record.get("at_iso") or ""),
+        str(record.get("stage", "")),
+        target,
+        str(record.get("attempt", "")),
+        str(record.get("outcome", "")),
+        str(record.get("status", "")),
+        reason,
         ops.shorten(record.get("response"), 60),
         ", ".join(f"{k or 'record'}={v}" for k, v in remote.items()),
     ]
@@ -362,10 +555,19 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
 
 
 @click.command("admin-token")
-@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, ops.MAX_TOKEN_TTL),
-              help="seconds until the token expires")
-@click.option("--subject", default=lambda: os.environ.get("USER") or "operator",
-              show_default="$USER", help="who the token is for (the JWT sub claim)")
+@click.option(
+    "--ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(1, ops.MAX_TOKEN_TTL),
+    help="seconds until the token expires",
+)
+@click.option(
+    "--subject",
+    default=lambda: os.environ.get("USER") or "operator",
+    show_default="$USER",
+    help="who the token is for (the JWT sub claim)",
+)
 def admin_token(ttl: int, subject: str) -> None:
     """Print an admin API token (HS256 JWT signed with RELAY_ADMIN_JWT_SECRET)."""
     secret = runtime().settings.admin_jwt_secret

@@ -6,7 +6,8 @@ replay and purge dead letters the same way, and both refuse the same bad input (
 for a bad filter value, :class:`NotFound` for an unknown id).
 
 Admin tokens (HS256 JWTs with a required ``exp``) are minted and verified here too, so the
-``admin-token`` command and the API agree on the rules by construction.
+``admin-token`` command and the API agree on the rules by construction; and ``check``'s
+verification of Redis, webhook verification and the targets (:func:`check`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
+import redis
 
 from clockify_relay.connectors.registry import CONNECTORS
+from clockify_relay.errors import RelayError
 from clockify_relay.pipeline import tasks, trace
 from clockify_relay.pipeline.dlq import DeadLetter, dlq_id
 from clockify_relay.pipeline.runtime import Runtime
+from clockify_relay.redis_conn import redis_url
 
 log = logging.getLogger("clockify_relay.ops")
 
@@ -169,9 +174,7 @@ def letter_detail(letter: DeadLetter) -> dict[str, Any]:
     data = letter.to_json()
     data["first_failure_at"] = iso(letter.first_failure)
     data["last_failure_at"] = iso(letter.last_failure)
-    data["history"] = [
-        {**item, "at_iso": iso(item.get("at"))} for item in letter.history
-    ]
+    data["history"] = [{**item, "at_iso": iso(item.get("at"))} for item in letter.history]
     return data
 
 
@@ -254,15 +257,26 @@ def replay_many(
     for letter in letters:
         if dry_run:
             result = ReplayResult(
-                letter.id, True, f"would replay ({letter.error_kind}: {shorten(letter.error)})",
-                letter.target, letter.event_id, letter.event_type, dry_run=True,
+                letter.id,
+                True,
+                f"would replay ({letter.error_kind}: {shorten(letter.error)})",
+                letter.target,
+                letter.event_id,
+                letter.event_type,
+                dry_run=True,
             )
         else:
             # Re-read: another operator or a worker may have replayed or purged it meanwhile.
             current = rt.dlq.get(letter.id)
             if current is None:
-                result = ReplayResult(letter.id, True, "already gone (replayed or purged)",
-                                      letter.target, letter.event_id, letter.event_type)
+                result = ReplayResult(
+                    letter.id,
+                    True,
+                    "already gone (replayed or purged)",
+                    letter.target,
+                    letter.event_id,
+                    letter.event_type,
+                )
             else:
                 result = _replay_letter(rt, current, force)
         results.append(result)
@@ -327,7 +341,8 @@ def event_view(rt: Runtime, event_id: str) -> EventView:
     envelope, records = trace.read(rt.redis, rt.keys, event_id)
     # A dead letter outlives its trace; its id is derived from (target, event id).
     letters = [
-        letter for letter in (rt.dlq.get(dlq_id(target, event_id)) for target in CONNECTORS)
+        letter
+        for letter in (rt.dlq.get(dlq_id(target, event_id)) for target in CONNECTORS)
         if letter is not None
     ]
     if envelope is None and not records and not letters:
@@ -335,6 +350,136 @@ def event_view(rt: Runtime, event_id: str) -> EventView:
     if envelope is None and letters:
         envelope = letters[0].envelope
     return EventView(event_id, envelope, records, letters)
+
+
+# --- check ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TargetCheck:
+    """What ``check`` found out about one enabled target."""
+
+    target: str
+    ok: bool
+    message: str
+    probed: bool = False
+    error_kind: str | None = None
+    lookups: dict[str, list[dict[str, Any]]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass
+class CheckReport:
+    """Everything ``check`` verified: Redis, webhook verification, each enabled target."""
+
+    redis_at: str
+    redis_error: str | None
+    webhooks_configured: bool
+    webhook_tokens: int
+    addon_jwt: bool
+    targets: list[TargetCheck]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong (what was not checked is not counted as wrong)."""
+        return (
+            self.redis_error is None
+            and self.webhooks_configured
+            and all(t.ok for t in self.targets)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "ok": self.ok,
+            "redis": {
+                "ok": self.redis_error is None,
+                "at": self.redis_at,
+                "error": self.redis_error,
+            },
+            "webhooks": {
+                "ok": self.webhooks_configured,
+                "tokens": self.webhook_tokens,
+                "addon_jwt": self.addon_jwt,
+            },
+            "targets": [t.to_json() for t in self.targets],
+        }
+
+
+def redis_location(url: str) -> str:
+    """Where a Redis URL points (host:port/db or a socket path), never its credentials."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        return parts.hostname or "?"
+    return f"{parts.hostname or '?'}:{port}{parts.path}"
+
+
+def _without_target_name(target: str, line: str) -> str:
+    """A probe's line without a leading ``<target>:`` or ``<target> `` (the caller names the
+    target; some probes name it again)."""
+    if line[: len(target)].lower() == target and line[len(target) : len(target) + 1] in (":", " "):
+        return line[len(target) + 1 :].lstrip()
+    return line
+
+
+def check(rt: Runtime, *, probe: bool = False, lookups: bool = False) -> CheckReport:
+    """Validate the configuration; with ``probe`` call each enabled target, with ``lookups``
+    list Blikk's registries.
+
+    Redis comes first: without it nothing can be queued or delivered, and deliveries depend on it
+    (locks, ID map, Blikk's token cache and pacing), so targets are then neither probed nor
+    listed: a probe could not show that a target works for the relay.
+    """
+    from clockify_relay.clockify.verify import WebhookVerifier
+
+    settings = rt.settings
+    redis_error: str | None = None
+    try:
+        rt.redis.ping()
+    except (redis.RedisError, OSError) as exc:
+        # The class name only: a connection error's text can carry the URL (and password).
+        redis_error = type(exc).__name__
+    verifier = WebhookVerifier(settings)
+    results: list[TargetCheck] = []
+    for target in rt.enabled_targets():
+        results.append(_check_target(rt, target, redis_error is None, probe, lookups))
+    return CheckReport(
+        redis_at=redis_location(redis_url(settings)),
+        redis_error=redis_error,
+        webhooks_configured=verifier.configured,
+        webhook_tokens=len(settings.webhook_tokens),
+        addon_jwt=verifier.addon_enabled,
+        targets=results,
+    )
+
+
+def _check_target(
+    rt: Runtime, target: str, redis_up: bool, probe: bool, lookups: bool
+) -> TargetCheck:
+    try:
+        connector = rt.connector(target)  # validates the target's configuration
+        if not (probe or lookups):
+            return TargetCheck(target, True, "configuration ok")
+        if not redis_up:
+            return TargetCheck(target, True, "configuration ok; not probed: Redis is unreachable")
+        message = _without_target_name(target, connector.probe()) if probe else "configuration ok"
+        found = None
+        if lookups and target == "blikk":
+            from clockify_relay.connectors.blikk.client import BlikkConnector
+            from clockify_relay.connectors.blikk.lookups import list_lookups
+
+            assert isinstance(connector, BlikkConnector)
+            found = list_lookups(connector)
+    except RelayError as exc:
+        return TargetCheck(target, False, exc.message, probed=probe, error_kind=exc.kind)
+    return TargetCheck(target, True, message, probed=probe, lookups=found)
 
 
 # --- admin tokens -------------------------------------------------------------------------

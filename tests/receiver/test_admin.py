@@ -3,6 +3,7 @@ Redis and the sandbox, and the OpenAPI document."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -62,8 +63,9 @@ def api(unmapped: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def make_dead_letter(settings: Settings, event_type: str = "NEW_TIME_ENTRY",
-                     **changes: Any) -> tuple[str, dict[str, Any]]:
+def make_dead_letter(
+    settings: Settings, event_type: str = "NEW_TIME_ENTRY", **changes: Any
+) -> tuple[str, dict[str, Any]]:
     """What route + deliver do with an event that cannot be delivered (in-process)."""
     rt = Runtime(settings)
     event = envelope(event_type, entry_payload(event_type, **changes))
@@ -93,8 +95,9 @@ ADMIN_CALLS = [
 
 def _rsa_token() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return jwt.encode({"sub": "x", "exp": int(time.time()) + 300}, pem, algorithm="RS256")
 
 
@@ -113,12 +116,18 @@ BAD_HEADERS = {
     "malformed": auth("not.a.jwt"),
     "garbage": auth("abc"),
     "expired": auth(token(exp=int(time.time()) - 120, iat=int(time.time()) - 600)),
-    "wrong signature": auth(jwt.encode({"sub": "x", "exp": int(time.time()) + 300},
-                                       "some-other-secret-of-good-length!!", algorithm="HS256")),
+    "wrong signature": auth(
+        jwt.encode(
+            {"sub": "x", "exp": int(time.time()) + 300},
+            "some-other-secret-of-good-length!!",
+            algorithm="HS256",
+        )
+    ),
     "alg none": auth(_unsigned_token()),
     "no exp": auth(token(exp=None)),
-    "HS512": auth(jwt.encode({"sub": "x", "exp": int(time.time()) + 300}, SECRET,
-                             algorithm="HS512")),
+    "HS512": auth(
+        jwt.encode({"sub": "x", "exp": int(time.time()) + 300}, SECRET, algorithm="HS512")
+    ),
     "RS256": auth(_rsa_token()),
     "not yet valid": auth(token(nbf=int(time.time()) + 3600)),
 }
@@ -146,6 +155,7 @@ def test_bad_tokens_are_refused_401(unmapped: Settings, case: str) -> None:
 
 def test_token_error_messages_say_why(unmapped: Settings) -> None:
     with TestClient(create_app(unmapped)) as client:
+
         def why(case: str) -> str:
             message: str = client.get("/admin/dlq", headers=BAD_HEADERS[case]).json()["error"]
             return message
@@ -205,7 +215,9 @@ def test_list_and_show(api: TestClient, unmapped: Settings) -> None:
 
 
 def test_replay_one_fails_again_then_succeeds_after_fix(
-    api: TestClient, unmapped: Settings, fixed: Settings,
+    api: TestClient,
+    unmapped: Settings,
+    fixed: Settings,
     clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
     letter_id, event = make_dead_letter(unmapped)
@@ -230,13 +242,23 @@ def test_replay_one_fails_again_then_succeeds_after_fix(
 
 
 def test_bulk_replay(
-    unmapped: Settings, fixed: Settings, clean_sandbox: SandboxServer  # noqa: F811
+    unmapped: Settings,
+    fixed: Settings,
+    clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
     ids = [make_dead_letter(unmapped, id=f"{n:024d}")[0] for n in range(3)]
     with TestClient(create_app(fixed), headers=auth(token())) as client:
-        for body in ({}, {"ids": []}, {"ids": "abc"}, {"ids": [1]}, {"ids": ids, "all": True},
-                     {"ids": ids, "target": "everit"}, {"all": True, "force": True},
-                     {"all": "sure"}, {"all": True, "since": "soon"}):
+        for body in (
+            {},
+            {"ids": []},
+            {"ids": "abc"},
+            {"ids": [1]},
+            {"ids": ids, "all": True},
+            {"ids": ids, "target": "everit"},
+            {"all": True, "force": True},
+            {"all": "sure"},
+            {"all": True, "since": "soon"},
+        ):
             response = client.post("/admin/dlq/replay", json=body)
             assert response.status_code == 400, body
         for raw in (b"not json", b"[1, 2]", b""):
@@ -373,3 +395,21 @@ def test_token_helpers_roundtrip() -> None:
     old = ops.mint_admin_token(SECRET, "ops", 60, now=time.time() - 3600)
     with pytest.raises(ops.TokenError, match="expired"):
         ops.verify_admin_token(SECRET, old)
+
+
+def test_options_and_unserved_methods_answer_405_listing_every_method_of_the_path(
+    unmapped: Settings,
+) -> None:
+    app = create_app(unmapped)
+    served: dict[str, set[str]] = {}
+    for path, method in _app_paths(app.routes):
+        served.setdefault(path, set()).add(method.upper())
+    with TestClient(app) as client:
+        for path, methods in served.items():
+            concrete = re.sub(r"\{[^}]+\}", "abc", path)
+            expected = methods | ({"HEAD"} if "GET" in methods else set())
+            for probe in ("OPTIONS", "PATCH"):
+                response = client.request(probe, concrete)
+                assert response.status_code == 405, (probe, concrete)
+                allowed = {m.strip() for m in response.headers["allow"].split(",")}
+                assert allowed == expected, (probe, concrete)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
 import httpx
+import orjson
 import pytest
 
 from clockify_relay.sandbox.app import FAKES, build_app
@@ -12,6 +14,9 @@ from clockify_relay.sandbox.core import FaultError, SandboxConfig, parse_fault
 from clockify_relay.sandbox.server import SandboxServer
 
 TRACKET_AUTH = {"Authorization": "Bearer sandbox-tracket-token"}
+BLIKK_BASIC = {
+    "Authorization": "Basic " + base64.b64encode(b"sandbox-blikk-app:sandbox-blikk-secret").decode()
+}
 
 
 def _tracket_list(
@@ -35,9 +40,7 @@ def test_state_shape(sandbox: SandboxServer, http: httpx.Client) -> None:
 
 
 def test_base_urls_and_config(sandbox: SandboxServer) -> None:
-    assert sandbox.base_urls["everit"] == (
-        f"{sandbox.url}/everit/timetracker/api/latest/public"
-    )
+    assert sandbox.base_urls["everit"] == (f"{sandbox.url}/everit/timetracker/api/latest/public")
     assert sandbox.base_urls["tracket"] == f"{sandbox.url}/tracket/api/1.0"
     assert sandbox.base_urls["clockify"] == f"{sandbox.url}/clockify/api"
     assert sandbox.url.startswith("http://127.0.0.1:")
@@ -85,7 +88,9 @@ def test_fault_custom_body(sandbox: SandboxServer, http: httpx.Client) -> None:
     sandbox.inject_fault("tracket", status=429, body={"error": "slow down"}, retry_after=2)
     r = _tracket_list(http, sandbox)
     assert (r.status_code, r.json(), r.headers["retry-after"]) == (
-        429, {"error": "slow down"}, "2",
+        429,
+        {"error": "slow down"},
+        "2",
     )
 
 
@@ -124,6 +129,67 @@ def test_fault_timeout_makes_client_time_out(sandbox: SandboxServer, http: httpx
     assert _tracket_list(http, sandbox).status_code == 200
 
 
+def test_state_is_pretty_printed(sandbox: SandboxServer, http: httpx.Client) -> None:
+    response = http.get(f"{sandbox.url}/_sandbox/state")
+    assert response.text.startswith('{\n  "')
+    assert response.content == orjson.dumps(
+        sandbox.state(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+    )
+
+
+def test_a_blikk_fault_limited_to_a_path_spares_the_token_request(
+    sandbox: SandboxServer, http: httpx.Client
+) -> None:
+    added = http.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json={"target": "blikk", "status": 503, "path": "/v1/Core/TimeReports", "count": 2},
+    )
+    assert added.status_code == 201
+    base = sandbox.base_urls["blikk"]
+    token = http.post(f"{base}/v1/Auth/Token", headers=BLIKK_BASIC)
+    assert token.status_code == 200  # not a credentials error in disguise
+    bearer = {"Authorization": f"Bearer {token.json()['accessToken']}"}
+    # A prefix on whole segments: the collection and its items, not a longer name.
+    assert http.get(f"{base}/v1/Core/TimeReportsX", headers=bearer).status_code == 404
+    assert http.get(f"{base}/v1/Core/TimeReports/7", headers=bearer).status_code == 503
+    assert http.get(f"{base}/v1/Core/TimeReports", headers=bearer).status_code == 503
+    # Spent: the fake answers again (Blikk says 400 for an unknown report id).
+    assert http.get(f"{base}/v1/Core/TimeReports/7", headers=bearer).status_code == 400
+    assert sandbox.state()["faults"] == []
+
+
+def test_a_fault_limited_to_a_method_and_path_spares_other_requests(
+    sandbox: SandboxServer, http: httpx.Client
+) -> None:
+    fault_id = sandbox.inject_fault("tracket", status=500, method="post", path="/worklogs/")
+    [shown] = sandbox.state()["faults"]
+    assert shown["id"] == fault_id
+    assert (shown["method"], shown["path"]) == ("POST", "/worklogs")
+    assert _tracket_list(http, sandbox).status_code == 200  # GET of the same path
+    created = http.post(
+        f"{sandbox.base_urls['tracket']}/worklogs",
+        headers=TRACKET_AUTH,
+        json={
+            "itemId": "i",
+            "userId": "u",
+            "worklogDate": "2024-01-01T10:00:00Z",
+            "worklogMinutes": 5,
+        },
+    )
+    assert created.status_code == 500
+    assert sandbox.state()["tracket"]["worklogs"] == []
+
+
+def test_a_fault_without_path_or_method_hits_every_request_of_its_target(
+    sandbox: SandboxServer, http: httpx.Client
+) -> None:
+    sandbox.inject_fault("blikk", status=503)
+    [shown] = sandbox.state()["faults"]
+    assert (shown["method"], shown["path"]) == (None, None)
+    token = http.post(f"{sandbox.base_urls['blikk']}/v1/Auth/Token", headers=BLIKK_BASIC)
+    assert token.status_code == 503
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -138,6 +204,11 @@ def test_fault_timeout_makes_client_time_out(sandbox: SandboxServer, http: httpx
         {"target": "everit", "status": 503, "seconds": -1},
         {"target": "everit", "latency": "slow"},
         {"target": "everit", "status": 503, "surprise": 1},
+        {"target": "everit", "status": 503, "path": "worklog"},
+        {"target": "everit", "status": 503, "path": 5},
+        {"target": "everit", "status": 503, "path": "/work log"},
+        {"target": "everit", "status": 503, "method": "GE T"},
+        {"target": "everit", "status": 503, "method": 1},
         ["everit"],
     ],
 )
@@ -166,8 +237,12 @@ def test_reset_clears_records_faults_counters(sandbox: SandboxServer, http: http
     r = http.post(
         f"{sandbox.base_urls['tracket']}/worklogs",
         headers=TRACKET_AUTH,
-        json={"itemId": "i", "userId": "u", "worklogDate": "2024-01-01T10:00:00Z",
-              "worklogMinutes": 5},
+        json={
+            "itemId": "i",
+            "userId": "u",
+            "worklogDate": "2024-01-01T10:00:00Z",
+            "worklogMinutes": 5,
+        },
     )
     assert r.status_code == 200
     sandbox.inject_fault("everit", status=503, count=3)
@@ -182,6 +257,14 @@ def test_delete_faults(sandbox: SandboxServer, http: httpx.Client) -> None:
     sandbox.inject_fault("tracket", status=503, count=5)
     assert http.delete(f"{sandbox.url}/_sandbox/faults").status_code == 200
     assert _tracket_list(http, sandbox).status_code == 200
+
+
+def test_the_faults_endpoint_answers_405_listing_both_its_methods(
+    sandbox: SandboxServer, http: httpx.Client
+) -> None:
+    response = http.get(f"{sandbox.url}/_sandbox/faults")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"POST", "DELETE"}
 
 
 def test_apps_do_not_share_state() -> None:

@@ -272,13 +272,28 @@ class AdminApi:
                     Route("/dlq", self.list_letters, methods=["GET"]),
                     Route("/dlq/replay", self.replay_many, methods=["POST"]),
                     Route("/dlq/purge", self.purge, methods=["POST"]),
-                    Route("/dlq/{letter_id}", self.show_letter, methods=["GET"]),
-                    Route("/dlq/{letter_id}", self.delete_letter, methods=["DELETE"]),
+                    _route("/dlq/{letter_id}", GET=self.show_letter, DELETE=self.delete_letter),
                     Route("/dlq/{letter_id}/replay", self.replay_letter, methods=["POST"]),
                     Route("/events/{event_id}", self.show_event, methods=["GET"]),
                 ],
             ),
         ]
+
+
+def _route(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
+    """One route serving several methods of one path, each with its own handler.
+
+    Starlette answers 405 (and OPTIONS) with the methods of the first route whose path matches,
+    so a path split over several routes would advertise only some of what it serves.
+    """
+    by_method = {method.upper(): handler for method, handler in handlers.items()}
+
+    async def endpoint(request: Request) -> Response:
+        # Starlette only lets the methods below through; HEAD comes with GET.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method](request)
+
+    return Route(path, endpoint, methods=list(by_method))
 
 
 def admin_routes(settings: Settings) -> list[BaseRoute]:

@@ -3,15 +3,16 @@
 Control endpoints (never counted, never faulted):
 
 * ``GET /_sandbox/state`` -- every record each fake holds (in that API's own field names), the
-  request counts per target and the active faults.
+  request counts per target and the active faults; indented, for people reading it with curl.
 * ``POST /_sandbox/reset`` -- clear records, faults and counters.
-* ``POST /_sandbox/faults`` -- inject a fault (see :func:`clockify_relay.sandbox.core.parse_fault`);
-  ``DELETE /_sandbox/faults`` drops all faults.
+* ``POST /_sandbox/faults`` -- inject a fault (see :func:`clockify_relay.sandbox.core.parse_fault`),
+  optionally limited to a path and a method; ``DELETE /_sandbox/faults`` drops all faults.
 * ``/_sandbox/{name}/...`` -- a fake's own control routes (e.g. seeding Clockify time entries).
 """
 
 from __future__ import annotations
 
+import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -37,10 +38,10 @@ from clockify_relay.sandbox.tracket import TracketFake
 FAKES: list[type[FakeTarget]] = [EveritFake, TracketFake, ClockifyFake, BlikkFake]
 
 
-
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
     async def get_state(request: Request) -> Response:
-        return json_response(sandbox.state())
+        body = orjson.dumps(sandbox.state(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        return Response(body, media_type="application/json")
 
     async def post_reset(request: Request) -> Response:
         sandbox.reset()
@@ -57,11 +58,14 @@ def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
         sandbox.faults.clear()
         return json_response({"cleared": True})
 
+    async def faults(request: Request) -> Response:
+        # One route for both methods, so a 405 lists both (Starlette lists one route's).
+        return await (post_fault if request.method == "POST" else delete_faults)(request)
+
     routes: list[BaseRoute] = [
         Route(f"{CONTROL_PREFIX}/state", get_state, methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"]),
-        Route(f"{CONTROL_PREFIX}/faults", post_fault, methods=["POST"]),
-        Route(f"{CONTROL_PREFIX}/faults", delete_faults, methods=["DELETE"]),
+        Route(f"{CONTROL_PREFIX}/faults", faults, methods=["POST", "DELETE"]),
     ]
     for name, fake in sandbox.fakes.items():
         extra = fake.control_routes()

@@ -19,6 +19,7 @@ while tests read it from another thread through
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -39,6 +40,8 @@ DEFAULT_HOLD_SECONDS = 30.0
 _HOLD_TICK = 0.05
 
 CONTROL_PREFIX = "/_sandbox"
+# A fault's path: absolute, no whitespace, no query or fragment.
+_FAULT_PATH = re.compile(r"/[^\s?#]*")
 
 
 @dataclass
@@ -99,7 +102,9 @@ def json_response(
 ) -> Response:
     """A JSON response serialised with orjson (handles datetimes, keeps key order)."""
     return Response(
-        orjson.dumps(content), status_code=status_code, headers=headers,
+        orjson.dumps(content),
+        status_code=status_code,
+        headers=headers,
         media_type="application/json",
     )
 
@@ -134,11 +139,14 @@ class Fault:
     It applies to the next ``count`` requests, or to every request until ``expires_at``
     (monotonic clock), whichever ends first. ``status`` None means "answer normally" (useful
     with ``latency`` alone); ``hold`` > 0 holds the request that long before answering 504, so a
-    client with a shorter timeout sees a timeout.
+    client with a shorter timeout sees a timeout. ``path`` and ``method``, when set, limit it to
+    matching requests (see :meth:`matches`); other requests neither see nor use it up.
     """
 
     target: str
     status: int | None = None
+    path: str | None = None
+    method: str | None = None
     count: int | None = None
     expires_at: float | None = None
     latency: float = 0.0
@@ -154,11 +162,28 @@ class Fault:
             return False
         return not (self.expires_at is not None and now >= self.expires_at)
 
+    def matches(self, method: str, api_path: str | None) -> bool:
+        """Whether a request is one this fault is for.
+
+        ``api_path`` is the request's path under the target's base URL (None when outside
+        it). A fault's ``path`` matches that path and everything below it, on whole segments:
+        ``/v1/Core/TimeReports`` matches ``/v1/Core/TimeReports/7``, not ``/v1/Core/TimeReportsX``.
+        """
+        if self.method is not None and method.upper() != self.method:
+            return False
+        if self.path is None:
+            return True
+        if api_path is None:
+            return False
+        return self.path == "/" or api_path == self.path or api_path.startswith(self.path + "/")
+
     def describe(self, now: float) -> dict[str, Any]:
         """The fault as shown in ``GET /_sandbox/state``."""
         return {
             "id": self.id,
             "target": self.target,
+            "method": self.method,
+            "path": self.path,
             "status": self.status,
             "remaining": self.count,
             "seconds_left": (
@@ -189,13 +214,23 @@ def parse_fault(spec: Any, targets: Sequence[str]) -> Fault:
     """A :class:`Fault` from the JSON of ``POST /_sandbox/faults``; :class:`FaultError` if bad.
 
     Accepted keys: ``target`` (required), ``status``, ``count``, ``seconds``, ``latency``,
-    ``timeout`` (true, or the seconds to hold), ``body``, ``retry_after``. Without ``count`` and
-    ``seconds`` the fault applies to one request.
+    ``timeout`` (true, or the seconds to hold), ``body``, ``retry_after``, ``path`` (under the
+    target's base URL, e.g. ``/v1/Core/TimeReports``: that path and below) and ``method``.
+    Without ``count`` and ``seconds`` the fault applies to one request.
     """
     if not isinstance(spec, dict):
         raise FaultError("fault must be a JSON object")
     unknown = set(spec) - {
-        "target", "status", "count", "seconds", "latency", "timeout", "body", "retry_after",
+        "target",
+        "status",
+        "count",
+        "seconds",
+        "latency",
+        "timeout",
+        "body",
+        "retry_after",
+        "path",
+        "method",
     }
     if unknown:
         raise FaultError(f"unknown fault fields: {sorted(unknown)}")
@@ -235,6 +270,8 @@ def parse_fault(spec: Any, targets: Sequence[str]) -> Fault:
     return Fault(
         target=target,
         status=status,
+        path=_fault_path(spec.get("path")),
+        method=_fault_method(spec.get("method")),
         count=None if count is None else int(count),
         expires_at=None if seconds is None else time.monotonic() + seconds,
         latency=latency,
@@ -242,6 +279,26 @@ def parse_fault(spec: Any, targets: Sequence[str]) -> Fault:
         body=spec.get("body"),
         retry_after=retry_after,
     )
+
+
+def _fault_path(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FAULT_PATH.fullmatch(value):
+        raise FaultError(
+            "'path' must be a path under the target's base URL, starting with '/' "
+            "(e.g. '/v1/Core/TimeReports'), without spaces or a query"
+        )
+    # "/worklogs/" means the same as "/worklogs": matching is on whole segments anyway.
+    return value.rstrip("/") or "/"
+
+
+def _fault_method(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.isascii() or not value.isalpha():
+        raise FaultError("'method' must be an HTTP method such as 'POST'")
+    return value.upper()
 
 
 class FaultRegistry:
@@ -262,13 +319,17 @@ class FaultRegistry:
             self._faults.append(fault)
             return fault
 
-    def take(self, target: str) -> Fault | None:
-        """The fault that applies to the next request of ``target``, consuming one use of it."""
+    def take(self, target: str, method: str = "GET", api_path: str | None = None) -> Fault | None:
+        """The fault that applies to this request of ``target``, consuming one use of it.
+
+        ``api_path`` is the request's path under the target's base URL (see
+        :meth:`Sandbox.api_path`); faults limited to a path or method skip other requests.
+        """
         now = time.monotonic()
         with self._lock:
             self._faults = [f for f in self._faults if f.active(now)]
             for fault in self._faults:
-                if fault.target == target:
+                if fault.target == target and fault.matches(method, api_path):
                     if fault.count is not None:
                         fault.count -= 1
                     fault.applied += 1
@@ -335,6 +396,14 @@ class Sandbox:
         first = path.lstrip("/").split("/", 1)[0]
         return first if first in self.fakes else None
 
+    def api_path(self, target: str, path: str) -> str | None:
+        """``path`` relative to ``target``'s base URL (``/tracket/api/1.0/worklogs`` →
+        ``/worklogs``), or None when it is outside it."""
+        base = f"/{target}{self.fakes[target].base_path}"
+        if path == base:
+            return "/"
+        return path[len(base) :] if path.startswith(base + "/") else None
+
     def add_fault(self, spec: Any) -> Fault:
         """Validate and register a fault from its JSON form (:class:`FaultError` if invalid)."""
         return self.faults.add(parse_fault(spec, list(self.fakes)))
@@ -357,7 +426,9 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         self.sandbox.count_request(target)
-        fault = self.sandbox.faults.take(target)
+        fault = self.sandbox.faults.take(
+            target, scope["method"], self.sandbox.api_path(target, scope["path"])
+        )
         if fault is None:
             await self.app(scope, receive, send)
             return
@@ -378,9 +449,13 @@ class SandboxMiddleware:
         if fault.status is None:
             await self.app(scope, receive, send)
             return
-        body = fault.body if fault.body is not None else {
-            "error": f"sandbox fault: injected status {fault.status}",
-        }
+        body = (
+            fault.body
+            if fault.body is not None
+            else {
+                "error": f"sandbox fault: injected status {fault.status}",
+            }
+        )
         await _send_fault_response(send, fault.status, body, fault.retry_after)
 
     async def _hold(self, seconds: float) -> bool:
@@ -411,9 +486,7 @@ async def _buffered(receive: Receive) -> Receive:
     return replay
 
 
-async def _send_fault_response(
-    send: Send, status: int, body: Any, retry_after: str | None
-) -> None:
+async def _send_fault_response(send: Send, status: int, body: Any, retry_after: str | None) -> None:
     if isinstance(body, str | bytes):
         payload = body.encode() if isinstance(body, str) else body
         media_type = b"text/plain; charset=utf-8"

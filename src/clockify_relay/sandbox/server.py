@@ -154,15 +154,25 @@ class SandboxServer:
         timeout: bool | float = False,
         body: Any = None,
         retry_after: float | str | None = None,
+        path: str | None = None,
+        method: str | None = None,
     ) -> int:
         """Inject a fault for ``target`` as ``POST /_sandbox/faults`` would; returns its id.
 
-        Raises :class:`~clockify_relay.sandbox.core.FaultError` on an invalid specification.
+        ``path`` (under the target's base URL; that path and below) and ``method`` limit it to
+        matching requests. Raises :class:`~clockify_relay.sandbox.core.FaultError` on an invalid
+        specification.
         """
         spec: dict[str, Any] = {"target": target, "timeout": timeout}
         for key, value in (
-            ("status", status), ("count", count), ("seconds", seconds), ("latency", latency),
-            ("body", body), ("retry_after", retry_after),
+            ("status", status),
+            ("count", count),
+            ("seconds", seconds),
+            ("latency", latency),
+            ("body", body),
+            ("retry_after", retry_after),
+            ("path", path),
+            ("method", method),
         ):
             if value is not None:
                 spec[key] = value
