@@ -26,8 +26,9 @@ import redis
 
 from clockify_relay.connectors.registry import CONNECTORS
 from clockify_relay.errors import RelayError
-from clockify_relay.pipeline import tasks, trace
-from clockify_relay.pipeline.dlq import DeadLetter, dlq_id
+from clockify_relay.pipeline import delivery, trace
+from clockify_relay.pipeline.dlq import ROUTE_TARGET, DeadLetter, dlq_id
+from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.redis_conn import redis_url
 
@@ -200,16 +201,16 @@ class ReplayResult:
 
 
 def replay_one(rt: Runtime, letter_id: str, *, force: bool = False) -> ReplayResult:
-    """Replay one dead letter now (see :func:`tasks.replay`); raises :class:`NotFound`."""
+    """Replay one dead letter now (see :func:`delivery.replay`); raises :class:`NotFound`."""
     letter = get_letter(rt, letter_id)
     return _replay_letter(rt, letter, force)
 
 
 def _replay_letter(rt: Runtime, letter: DeadLetter, force: bool) -> ReplayResult:
     try:
-        ok, message = tasks.replay(rt, letter, force)
+        ok, message = delivery.replay(rt, letter, force)
     except Exception as exc:
-        # Relay errors are handled by tasks.replay; this is Redis trouble or a bug. One bad
+        # Relay errors are handled by delivery.replay; this is Redis trouble or a bug. One bad
         # letter must not abort a bulk replay, and the letter stays where it is.
         log.exception("replay of dead letter %s failed unexpectedly", letter.id)
         ok, message = False, f"unexpected error ({type(exc).__name__}); the letter was kept"
@@ -303,13 +304,13 @@ class EventView:
     """What the relay knows about one event: its envelope, trace and open dead letters."""
 
     event_id: str
-    envelope: dict[str, Any] | None
+    envelope: Envelope | None
     records: list[dict[str, Any]]
     dead_letters: list[DeadLetter]
 
     def summary(self) -> dict[str, Any]:
         """The envelope's identifying fields (the payload itself is left out)."""
-        env = self.envelope or {}
+        env: dict[str, Any] = dict(self.envelope or {})
         payload = env.get("payload") if isinstance(env.get("payload"), dict) else {}
         assert isinstance(payload, dict)
         return {
@@ -342,7 +343,7 @@ def event_view(rt: Runtime, event_id: str) -> EventView:
     # A dead letter outlives its trace; its id is derived from (target, event id).
     letters = [
         letter
-        for letter in (rt.dlq.get(dlq_id(target, event_id)) for target in CONNECTORS)
+        for letter in (rt.dlq.get(dlq_id(t, event_id)) for t in (*CONNECTORS, ROUTE_TARGET))
         if letter is not None
     ]
     if envelope is None and not records and not letters:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clockify_relay.pipeline.tasks import backoff_delay
+from clockify_relay.pipeline.retry import backoff_delay
 from clockify_relay.settings import RetryPolicy
 
 

@@ -57,7 +57,7 @@ def rt(settings: Settings, clean_sandbox: SandboxServer) -> Iterator[Runtime]:
 
 
 def deliver(rt: Runtime, event: dict[str, Any], **kwargs: Any) -> Outcome:
-    return rt.delivery("blikk").deliver(event, **kwargs)
+    return rt.engine("blikk").deliver(event, **kwargs)
 
 
 def reports(sandbox: SandboxServer) -> list[dict[str, Any]]:
@@ -248,7 +248,7 @@ def deliver_once_searchable(runtime: Runtime, event: dict[str, Any]) -> Outcome:
 
     def attempt() -> Outcome | None:
         try:
-            return runtime.delivery("blikk").deliver(event)
+            return runtime.engine("blikk").deliver(event)
         except TransientError as exc:
             if "may still be in progress" not in exc.message:
                 raise
@@ -268,10 +268,10 @@ def test_a_retry_does_not_search_while_the_unanswered_create_may_still_land(
     clean_sandbox.inject_fault("blikk", latency=2.0, count=1)
     event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
     with pytest.raises(TransientError) as first:
-        impatient.delivery("blikk").deliver(event)
+        impatient.engine("blikk").deliver(event)
     assert first.value.outcome_unknown
     with pytest.raises(TransientError) as retry:
-        impatient.delivery("blikk").deliver(event)
+        impatient.engine("blikk").deliver(event)
     assert "may still be in progress" in retry.value.message
     assert retry.value.retry_after is not None and 1.0 < retry.value.retry_after <= 2.5
     assert reports(clean_sandbox) == []  # the first create has not landed yet
@@ -291,7 +291,7 @@ def test_create_with_unknown_outcome_is_reconciled_by_its_marker(
     clean_sandbox.inject_fault("blikk", latency=1.5, count=1)
     event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
     with pytest.raises(TransientError) as info:
-        impatient.delivery("blikk").deliver(event)
+        impatient.engine("blikk").deliver(event)
     assert info.value.outcome_unknown
     wait_until(lambda: reports(clean_sandbox), timeout=10, what="the slow create to land")
     [made] = reports(clean_sandbox)
@@ -304,7 +304,7 @@ def test_create_with_unknown_outcome_is_reconciled_by_its_marker(
     assert only["id"] == made["id"]
 
     # From now on it is mapped like any other report: an update is a PUT of the same id.
-    impatient.delivery("blikk").deliver(
+    impatient.engine("blikk").deliver(
         envelope("TIME_ENTRY_UPDATED", entry_payload("TIME_ENTRY_UPDATED"), 2)
     )
     [updated] = reports(clean_sandbox)
@@ -321,7 +321,7 @@ def test_create_with_unknown_outcome_that_never_landed_is_made_once(
     clean_sandbox.inject_fault("blikk", timeout=2.0, count=1)
     event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
     with pytest.raises(TransientError) as info:
-        impatient.delivery("blikk").deliver(event)
+        impatient.engine("blikk").deliver(event)
     assert info.value.outcome_unknown
     assert reports(clean_sandbox) == []
 
@@ -340,7 +340,7 @@ def test_unknown_outcome_across_midnight_reconciles_each_day(
     # The first day's create lands late; the second day is never attempted in that delivery.
     clean_sandbox.inject_fault("blikk", latency=1.5, count=1)
     with pytest.raises(TransientError):
-        impatient.delivery("blikk").deliver(event)
+        impatient.engine("blikk").deliver(event)
     wait_until(lambda: reports(clean_sandbox), timeout=10, what="the slow create to land")
     [made] = reports(clean_sandbox)
 
@@ -357,7 +357,7 @@ def test_unmapped_user_is_a_configuration_error_naming_the_user(
 ) -> None:
     unmapped = blikk_runtime(settings, clean_sandbox, users={})
     with pytest.raises(ConfigurationError) as info:
-        unmapped.delivery("blikk").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+        unmapped.engine("blikk").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     message = str(info.value)
     assert USER_ANNA in message
     assert "Anna Lindqvist" in message
@@ -365,7 +365,7 @@ def test_unmapped_user_is_a_configuration_error_naming_the_user(
     assert reports(clean_sandbox) == []
     # Nothing was left pending: once mapped, the same event creates normally.
     mapped = blikk_runtime(settings, clean_sandbox)
-    outcome = mapped.delivery("blikk").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    outcome = mapped.engine("blikk").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     [made] = reports(clean_sandbox)
     assert outcome.operations == [f"create 2026-03-10 {made['id']}"]
     unmapped.redis.close()
@@ -377,7 +377,7 @@ def test_unmapped_project_is_a_configuration_error_naming_the_project(
 ) -> None:
     unmapped = blikk_runtime(settings, clean_sandbox, projects={})
     with pytest.raises(ConfigurationError) as info:
-        unmapped.delivery("blikk").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+        unmapped.engine("blikk").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert PROJECT_WEBSITE in str(info.value)
     assert "Website relaunch" in str(info.value)
     assert reports(clean_sandbox) == []

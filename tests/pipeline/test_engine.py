@@ -15,7 +15,7 @@ from tests.pipeline.conftest import entry_payload, envelope, worklogs
 
 
 def deliver(rt: Runtime, event: dict[str, object]) -> str:
-    return rt.delivery("everit").deliver(event).action
+    return rt.engine("everit").deliver(event).action
 
 
 def test_create_update_delete(rt: Runtime, clean_sandbox: SandboxServer) -> None:
@@ -118,7 +118,7 @@ def test_stale_update_is_skipped(rt: Runtime, clean_sandbox: SandboxServer) -> N
 def test_update_to_break_removes_downstream(rt: Runtime, clean_sandbox: SandboxServer) -> None:
     deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert len(worklogs(clean_sandbox)) == 1
-    outcome = rt.delivery("everit").deliver(
+    outcome = rt.engine("everit").deliver(
         envelope("TIME_ENTRY_UPDATED", entry_payload(type="BREAK"), 2)
     )
     assert "BREAK" in outcome.reason
@@ -151,7 +151,7 @@ def test_unmapped_entry_is_a_configuration_error_naming_it(
     section.pop("defaults")
     unmapped = Runtime(rt.settings.with_changes(targets={"everit": section}))
     with pytest.raises(ConfigurationError) as info:
-        unmapped.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+        unmapped.engine("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert "69b00a1e5d4c3b2a19f8e701" in str(info.value)
     assert worklogs(clean_sandbox) == []
 
@@ -178,11 +178,11 @@ def test_create_without_answer_is_unknown_outcome_until_forced(
     clean_sandbox.inject_fault("everit", latency=2.0, count=1)
     event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
     with pytest.raises(TransientError) as info:
-        impatient.delivery("everit").deliver(event)
+        impatient.engine("everit").deliver(event)
     assert info.value.outcome_unknown
     with pytest.raises(UnknownOutcomeError) as unknown:
-        impatient.delivery("everit").deliver(event)
+        impatient.engine("everit").deliver(event)
     assert "--force" in str(unknown.value)
     created_before = len(worklogs(clean_sandbox))
-    assert impatient.delivery("everit").deliver(event, force=True).action == "applied"
+    assert impatient.engine("everit").deliver(event, force=True).action == "applied"
     assert len(worklogs(clean_sandbox)) == created_before + 1

@@ -12,11 +12,11 @@ import pytest
 from celery.exceptions import Reject
 
 from clockify_relay.errors import ConfigurationError, PermanentError, TransientError
+from clockify_relay.pipeline.delivery import deliver_and_commit, give_up_or_requeue
 from clockify_relay.pipeline.dlq import ROUTE_TARGET
 from clockify_relay.pipeline.messages import deliver_message
 from clockify_relay.pipeline.outbox import Outgoing
 from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.pipeline.tasks import give_up_or_requeue, handle_delivery
 from clockify_relay.sandbox import relay_config
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Settings, load_settings
@@ -56,7 +56,7 @@ def records(sandbox: SandboxServer, target: str) -> list[dict[str, Any]]:
 def test_a_delete_retried_after_a_later_update_still_deletes(
     rt: Runtime, clean_sandbox: SandboxServer, target: str
 ) -> None:
-    delivery = rt.delivery(target)
+    delivery = rt.engine(target)
     delivery.deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert len(records(clean_sandbox, target)) == 1
     # The delete (#2) meets a 503 and waits for its retry ...
@@ -80,7 +80,7 @@ def test_a_delete_retried_after_a_later_update_still_deletes(
 def test_a_delete_older_than_an_applied_restore_is_skipped(
     rt: Runtime, clean_sandbox: SandboxServer, target: str
 ) -> None:
-    delivery = rt.delivery(target)
+    delivery = rt.engine(target)
     delivery.deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     restored = envelope("TIME_ENTRY_RESTORED", entry_payload("TIME_ENTRY_RESTORED"), 3)
     assert delivery.deliver(restored).action == "applied"
@@ -105,7 +105,7 @@ def test_a_date_no_mapper_can_book_is_dead_lettered_at_once(
     event = envelope("NEW_TIME_ENTRY", payload, 1)
     message_id = uuid.uuid4().hex
     rt.outbox.commit([Outgoing(message_id, deliver_message(message_id, ["everit", event], {}))])
-    handle_delivery(rt, message_id, "everit", event, attempt=1, force=False)
+    deliver_and_commit(rt, message_id, "everit", event, attempt=1, force=False)
     [letter] = rt.dlq.list()
     assert letter.error_kind == "PermanentError"
     assert letter.attempts == 1
@@ -134,12 +134,12 @@ def test_a_failing_task_is_requeued_a_bounded_number_of_times_then_dead_lettered
 
 def test_an_integer_beyond_64_bits_in_a_queued_event_is_stored_not_looped(rt: Runtime) -> None:
     from clockify_relay.pipeline import trace
-    from clockify_relay.pipeline.tasks import run_route
+    from clockify_relay.pipeline.delivery import fan_out
 
     payload = entry_payload()
     payload["hourlyRate"] = {"amount": 18446744073709551616, "currency": "EUR"}
     event = envelope("NEW_TIME_ENTRY", payload, 1)
-    assert sorted(run_route(rt, event, None)) == sorted(TARGETS)
+    assert sorted(fan_out(rt, event, None)) == sorted(TARGETS)
     stored, steps = trace.read(rt.redis, rt.keys, event["event_id"])
     assert stored is not None
     assert stored["payload"]["hourlyRate"]["amount"] == 18446744073709551616
@@ -151,7 +151,7 @@ def test_a_visibility_timeout_shorter_than_a_delivery_is_refused(
 ) -> None:
     base = sandbox_settings(settings, clean_sandbox, tmp_path)
     # Blikk: a 30 s rate wait and two 15 s requests hold the entry lock up to 65 s.
-    assert Runtime(base).delivery("blikk").lock_seconds >= 60
+    assert Runtime(base).engine("blikk").lock_seconds >= 60
     Runtime(base.with_changes(visibility_timeout=600)).check_timing()
     with pytest.raises(ConfigurationError) as info:
         Runtime(base.with_changes(visibility_timeout=90)).check_timing()
@@ -162,7 +162,7 @@ def test_a_visibility_timeout_shorter_than_a_delivery_is_refused(
 def test_a_delivery_whose_lock_was_taken_over_stops_before_writing(
     rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
-    delivery = rt.delivery("everit")
+    delivery = rt.engine("everit")
     entry_id = entry_payload()["id"]
     with delivery.locked(entry_id):
         # The lock expired while this delivery worked, and another one took the entry.
@@ -176,4 +176,4 @@ def test_permanent_payload_errors_are_not_retried(rt: Runtime) -> None:
     payload = entry_payload()
     payload["timeInterval"] = {"start": "0001-01-01T00:00:00Z", "end": "0001-01-01T01:00:00Z"}
     with pytest.raises(PermanentError):
-        rt.delivery("tracket").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+        rt.engine("tracket").deliver(envelope("NEW_TIME_ENTRY", payload, 1))

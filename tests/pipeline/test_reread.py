@@ -38,7 +38,7 @@ def put_entry(sandbox: SandboxServer, entry: dict[str, Any]) -> None:
 
 def test_truth_wins_over_swapped_updates(reread_rt: Runtime, clean_sandbox: SandboxServer) -> None:
     put_entry(clean_sandbox, rest_form(entry_payload(), description="final text"))
-    delivery = reread_rt.delivery("everit")
+    delivery = reread_rt.engine("everit")
     # The newer update (seq 3) is processed first, the older (seq 2) second: both write the truth.
     delivery.deliver(envelope("TIME_ENTRY_UPDATED", entry_payload(description="newer"), 3))
     delivery.deliver(envelope("TIME_ENTRY_UPDATED", entry_payload(description="older"), 2))
@@ -52,7 +52,7 @@ def test_seconds_duration_from_rest_is_accepted(
     truth = rest_form(entry_payload())
     truth["timeInterval"] = dict(truth["timeInterval"], duration=5400)
     put_entry(clean_sandbox, truth)
-    reread_rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    reread_rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert worklogs(clean_sandbox)[0]["durationInSeconds"] == 5400
 
 
@@ -60,7 +60,7 @@ def test_entry_gone_in_clockify_is_deleted_downstream(
     reread_rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
     put_entry(clean_sandbox, rest_form(entry_payload()))
-    delivery = reread_rt.delivery("everit")
+    delivery = reread_rt.engine("everit")
     delivery.deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert len(worklogs(clean_sandbox)) == 1
     clean_sandbox.sandbox.fakes["clockify"].reset()  # type: ignore[attr-defined]
@@ -77,7 +77,7 @@ def test_unknown_workspace_is_a_configuration_error_not_a_deletion(
     # The fake does not know the workspace at all: the entry's 404 is not taken as "deleted"
     # because the workspace probe fails; the operator is told to fix the key.
     with pytest.raises(ConfigurationError) as info:
-        reread_rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+        reread_rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert "cannot read workspace" in str(info.value)
     state = reread_rt.redis.hgetall(reread_rt.keys.entry_state("everit", entry_payload()["id"]))
     assert b"tombstone_seq" not in state
@@ -95,7 +95,7 @@ def test_refused_key_is_a_configuration_error(
         )
     )
     with pytest.raises(ConfigurationError) as info:
-        rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+        rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert "CLOCKIFY_API_KEY" in str(info.value)
     assert "wrong-clockify-key" not in str(info.value)
     assert worklogs(clean_sandbox) == []

@@ -52,7 +52,7 @@ def rt(settings: Settings, clean_sandbox: SandboxServer) -> Iterator[Runtime]:
 
 
 def deliver(rt: Runtime, event: dict[str, Any]) -> Outcome:
-    return rt.delivery("tracket").deliver(event)
+    return rt.engine("tracket").deliver(event)
 
 
 def worklogs(sandbox: SandboxServer) -> list[dict[str, Any]]:
@@ -100,7 +100,7 @@ def test_create_update_delete(rt: Runtime, clean_sandbox: SandboxServer) -> None
 
 def test_task_row_wins_over_project_row(settings: Settings, clean_sandbox: SandboxServer) -> None:
     runtime = tracket_runtime(settings, clean_sandbox, tasks={TASK_DESIGN: ITEM_DESIGN})
-    runtime.delivery("tracket").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    runtime.engine("tracket").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     [worklog] = worklogs(clean_sandbox)
     assert worklog["itemId"] == ITEM_DESIGN
     assert worklog["worklogCategory"] == "dev"  # the task row has none; the project's applies
@@ -127,7 +127,7 @@ def test_unmapped_item_is_a_configuration_error_naming_it(
 ) -> None:
     unmapped = tracket_runtime(settings, clean_sandbox, projects={})
     with pytest.raises(ConfigurationError) as info:
-        unmapped.delivery("tracket").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+        unmapped.engine("tracket").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     message = str(info.value)
     assert PROJECT_WEBSITE in message
     assert "Website relaunch" in message
@@ -141,7 +141,7 @@ def test_unmapped_user_is_a_configuration_error_naming_the_user(
 ) -> None:
     unmapped = tracket_runtime(settings, clean_sandbox, users={})
     with pytest.raises(ConfigurationError) as info:
-        unmapped.delivery("tracket").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+        unmapped.engine("tracket").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert USER_ANNA in str(info.value)
     assert "Anna Lindqvist" in str(info.value)
     assert worklogs(clean_sandbox) == []
@@ -191,7 +191,7 @@ def test_owner_zone_from_config_when_the_payload_has_none(
             raw={"users": {USER_ANNA: {"timezone": "America/New_York"}}},
         )
     )
-    runtime.delivery("tracket").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    runtime.engine("tracket").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
     [worklog] = worklogs(clean_sandbox)
     assert worklog["worklogDate"] == "2026-03-10T04:00:00-04:00"  # EDT since 2026-03-08
     runtime.redis.close()
@@ -205,11 +205,11 @@ def test_create_without_answer_is_not_doubled(
     clean_sandbox.inject_fault("tracket", latency=1.5, count=1)
     event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
     with pytest.raises(TransientError) as info:
-        impatient.delivery("tracket").deliver(event)
+        impatient.engine("tracket").deliver(event)
     assert info.value.outcome_unknown
     wait_until(lambda: worklogs(clean_sandbox), timeout=10, what="the slow create to land")
     with pytest.raises(UnknownOutcomeError) as unknown:
-        impatient.delivery("tracket").deliver(event)
+        impatient.engine("tracket").deliver(event)
     assert "--force" in str(unknown.value)
     assert len(worklogs(clean_sandbox)) == 1
     impatient.redis.close()

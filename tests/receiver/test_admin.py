@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from clockify_relay import ops
 from clockify_relay.errors import RelayError
-from clockify_relay.pipeline import tasks, trace
+from clockify_relay.pipeline import delivery, trace
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.receiver.admin import openapi_document
 from clockify_relay.receiver.app import create_app
@@ -71,7 +71,7 @@ def make_dead_letter(
     event = envelope(event_type, entry_payload(event_type, **changes))
     trace.store_envelope(rt.redis, rt.keys, event, settings.trace_ttl)
     try:
-        tasks.run_delivery(rt, "everit", event)
+        delivery.run_delivery(rt, "everit", event)
     except RelayError as exc:
         letter = rt.dlq.add("everit", event, exc, 1)
     else:  # pragma: no cover - the fixture config cannot map the entry

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from clockify_relay.errors import RelayError
-from clockify_relay.pipeline.messages import encode
+from clockify_relay.pipeline.messages import Envelope, encode
 from clockify_relay.redis_conn import Keys
 
 HISTORY_KEPT = 10
@@ -37,7 +37,7 @@ class DeadLetter:
 
     id: str
     target: str
-    envelope: dict[str, Any]
+    envelope: Envelope
     error_kind: str
     error: str
     attempts: int
@@ -71,9 +71,7 @@ class DeadLetterQueue:
         self.client = client
         self.keys = keys
 
-    def add(
-        self, target: str, envelope: Mapping[str, Any], exc: RelayError, attempts: int
-    ) -> DeadLetter:
+    def add(self, target: str, envelope: Envelope, exc: RelayError, attempts: int) -> DeadLetter:
         """Record a failed delivery (or one more failure of a known one)."""
         now = time.time()
         letter_id = dlq_id(target, str(envelope["event_id"]))
@@ -89,7 +87,7 @@ class DeadLetterQueue:
             letter = DeadLetter(
                 id=letter_id,
                 target=target,
-                envelope=dict(envelope),
+                envelope=envelope,
                 error_kind=exc.kind,
                 error=exc.message,
                 attempts=attempts,

@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from redis.lock import Lock
@@ -51,6 +51,7 @@ from clockify_relay.errors import (
     TransientError,
     UnknownOutcomeError,
 )
+from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.redis_conn import Keys
 
 CREATE_EVENTS = frozenset({"NEW_TIME_ENTRY", "TIMER_STOPPED"})
@@ -154,8 +155,16 @@ def out_of_scope(entry: TimeEntry, section: Mapping[str, Any]) -> str | None:
     return None
 
 
-class Delivery:
-    """Delivers events of one target; one instance per (worker process, target)."""
+class EntryReader(Protocol):
+    """Reads an entry's current truth from Clockify (rule 5): clockify/client.py."""
+
+    def get_time_entry(self, workspace_id: str, entry_id: str) -> Mapping[str, Any] | None:
+        """The entry as Clockify has it now, or None when it no longer exists."""
+        ...
+
+
+class DeliveryEngine:
+    """Delivers events to one target under the ordering rules; one per (process, target)."""
 
     def __init__(
         self,
@@ -163,7 +172,7 @@ class Delivery:
         client: redis.Redis,
         keys: Keys,
         state_ttl: int,
-        reread: Any | None = None,
+        reread: EntryReader | None = None,
         lock_seconds: int = 300,
     ) -> None:
         self.connector = connector
@@ -171,8 +180,7 @@ class Delivery:
         self.client = client
         self.keys = keys
         self.state_ttl = state_ttl
-        # A ClockifyClient when rule 5 is on (duck-typed: get_time_entry(workspace, entry)).
-        self.reread = reread
+        self.reread = reread  # rule 5, when a Clockify API key is configured
         self.lock_seconds = lock_seconds
         self._lock: Lock | None = None
 
@@ -206,7 +214,7 @@ class Delivery:
                 f"{self.target}: the entry's lock expired during the delivery; retrying"
             ) from None
 
-    def deliver(self, envelope: Mapping[str, Any], *, force: bool = False) -> Outcome:
+    def deliver(self, envelope: Envelope, *, force: bool = False) -> Outcome:
         """Bring the target in line with this event; raises only relay errors."""
         entry_id = str(envelope["entity_id"])
         with self.locked(entry_id):
@@ -219,7 +227,7 @@ class Delivery:
                     state.clear_pending(booking_key)
             return self._decide(envelope, state)
 
-    def _decide(self, envelope: Mapping[str, Any], state: EntryState) -> Outcome:
+    def _decide(self, envelope: Envelope, state: EntryState) -> Outcome:
         event_type = str(envelope["event_type"])
         sequence = int(envelope["sequence"])
         try:

@@ -13,9 +13,23 @@ import json
 import os
 import socket
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
+
+
+class Envelope(TypedDict):
+    """One accepted webhook as the pipeline carries it: written by ingest (receiver/ingest.py),
+    read by route, deliver, the dead-letter queue, the trace and the admin API."""
+
+    event_id: str
+    event_type: str
+    workspace_id: str
+    entity_id: str  # the id of the Clockify object (time entry, approval request)
+    received_at: str
+    sequence: int
+    payload: dict[str, Any]
+
 
 QUEUE = "relay"
 ROUTE_TASK = "clockify_relay.route"

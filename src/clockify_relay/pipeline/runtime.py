@@ -10,7 +10,7 @@ from clockify_relay.connectors.base import Connector
 from clockify_relay.connectors.registry import CONNECTORS, connector_class
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetterQueue
-from clockify_relay.pipeline.engine import Delivery
+from clockify_relay.pipeline.engine import DeliveryEngine
 from clockify_relay.pipeline.outbox import Outbox
 from clockify_relay.redis_conn import Keys, sync_client
 from clockify_relay.settings import Settings, load_settings
@@ -26,7 +26,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._deliveries: dict[str, Delivery] = {}
+        self._engines: dict[str, DeliveryEngine] = {}
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -49,11 +49,11 @@ class Runtime:
         ]
 
     def connector(self, target: str) -> Connector:
-        return self.delivery(target).connector
+        return self.engine(target).connector
 
-    def delivery(self, target: str) -> Delivery:
+    def engine(self, target: str) -> DeliveryEngine:
         """The delivery engine of one target (its connector is built on first use)."""
-        if target not in self._deliveries:
+        if target not in self._engines:
             section = self.settings.targets.get(target, {})
             connector = connector_class(target)(self.settings, section, self.redis)
             reread = None
@@ -64,7 +64,7 @@ class Runtime:
             # The lock is renewed before every call to the target or to Clockify, so it must
             # outlast the slowest single call (docs/ARCHITECTURE.md, "Ordering").
             slowest = max(connector.call_budget, CLOCKIFY_CALL_BUDGET if reread else 0.0)
-            self._deliveries[target] = Delivery(
+            self._engines[target] = DeliveryEngine(
                 connector,
                 self.redis,
                 self.keys,
@@ -72,7 +72,7 @@ class Runtime:
                 reread,
                 int(slowest + LOCK_MARGIN),
             )
-        return self._deliveries[target]
+        return self._engines[target]
 
     def check_timing(self) -> None:
         """Refuse a visibility timeout that a slow delivery could outlive.
@@ -80,7 +80,7 @@ class Runtime:
         kombu gives a message to another worker once it has been unacked for the visibility
         timeout; a Celery countdown (up to ``max_countdown``) is held unacked too. Both a
         countdown and the longest lock (a worker that died holding it) must fit inside it."""
-        locks = {t: self.delivery(t).lock_seconds for t in self.enabled_targets()}
+        locks = {t: self.engine(t).lock_seconds for t in self.enabled_targets()}
         if not locks:
             return
         target, lock = max(locks.items(), key=lambda item: item[1])

@@ -12,13 +12,13 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import cast
 
 from redis.exceptions import RedisError
 
 from clockify_relay.errors import RelayError
 from clockify_relay.pipeline.dlq import ROUTE_TARGET
-from clockify_relay.pipeline.messages import ROUTE_TASK
+from clockify_relay.pipeline.messages import ROUTE_TASK, Envelope
 from clockify_relay.pipeline.runtime import Runtime
 
 log = logging.getLogger("clockify_relay.scheduler")
@@ -26,22 +26,25 @@ RELEASE_INTERVAL = 1.0  # seconds
 SWEEP_INTERVAL = 5.0
 
 
-def message_delivery(message_id: str, message: bytes) -> tuple[str, dict[str, Any]]:
+def message_delivery(message_id: str, message: bytes) -> tuple[str, Envelope]:
     """(target, envelope) of a queued message; a stand-in envelope if it cannot be decoded."""
     try:
         data = json.loads(message)
         args = json.loads(data["body"])[0]
         if data["headers"]["task"] == ROUTE_TASK:
-            return ROUTE_TARGET, dict(args[0])
-        return str(args[0]), dict(args[1])
+            return ROUTE_TARGET, cast(Envelope, dict(args[0]))
+        return str(args[0]), cast(Envelope, dict(args[1]))
     except (ValueError, KeyError, IndexError, TypeError, RecursionError):
-        return "unknown", {
-            "event_id": message_id,
-            "event_type": "unknown",
-            "entity_id": "unknown",
-            "sequence": 0,
-            "payload": None,
-        }
+        unknown = Envelope(
+            event_id=message_id,
+            event_type="unknown",
+            workspace_id="",
+            entity_id="unknown",
+            received_at="",
+            sequence=0,
+            payload={},
+        )
+        return "unknown", unknown
 
 
 def sweep_once(rt: Runtime) -> tuple[int, int]:

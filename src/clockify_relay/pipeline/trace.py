@@ -7,13 +7,12 @@ trace TTL; the envelope itself is kept beside it (``event:<event id>``) for ``ev
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import redis
 
-from clockify_relay.pipeline.messages import encode
+from clockify_relay.pipeline.messages import Envelope, encode
 from clockify_relay.redis_conn import Keys
 
 
@@ -27,16 +26,16 @@ def record(client: redis.Redis, keys: Keys, event_id: str, ttl: int, **fields: A
     pipe.execute()
 
 
-def store_envelope(client: redis.Redis, keys: Keys, envelope: Mapping[str, Any], ttl: int) -> None:
+def store_envelope(client: redis.Redis, keys: Keys, envelope: Envelope, ttl: int) -> None:
     """Keep the envelope so the trace can show what came in."""
     client.set(keys.event(str(envelope["event_id"])), encode(envelope), ex=ttl)
 
 
 def read(
     client: redis.Redis, keys: Keys, event_id: str
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+) -> tuple[Envelope | None, list[dict[str, Any]]]:
     """The stored envelope (or None once expired) and the trace records of one event."""
     raw_envelope = client.get(keys.event(event_id))
-    envelope = orjson.loads(raw_envelope) if raw_envelope else None
+    envelope: Envelope | None = orjson.loads(raw_envelope) if raw_envelope else None
     records = [orjson.loads(item) for item in client.lrange(keys.trace(event_id), 0, -1)]
     return envelope, records

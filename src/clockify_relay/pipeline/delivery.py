@@ -1,0 +1,219 @@
+"""Running deliveries and what follows them, for the Celery tasks (pipeline/tasks.py) and the
+operator commands.
+
+Rules every task follows (docs/ARCHITECTURE.md §3, "Nothing lost", "No poison loops"):
+
+1. A task ends by committing to the outbox in one atomic script: its own message is done and
+   whatever comes next (the deliveries of an event, the retry of a delivery) is recorded and
+   queued. A message is never lost between "done" and "next".
+2. An event is fanned out once: a second run of the same event (a message queued again by the
+   sweeper, or redelivered by kombu) commits nothing new.
+3. Only Redis being unreachable puts a message back without counting (the tasks raise Celery's
+   ``Reject`` with requeue). Any other failure counts: a delivery's by its attempts
+   (pipeline/retry.py), a failure of this machinery itself by the outbox's resend count; then
+   the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from celery.exceptions import Reject
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from clockify_relay.clockify.models import TIME_ENTRY_EVENTS
+from clockify_relay.errors import RelayError
+from clockify_relay.pipeline import retry, trace
+from clockify_relay.pipeline.dlq import ROUTE_TARGET, DeadLetter
+from clockify_relay.pipeline.engine import Outcome
+from clockify_relay.pipeline.messages import Envelope, deliver_message
+from clockify_relay.pipeline.outbox import Outgoing
+from clockify_relay.pipeline.runtime import Runtime
+
+log = logging.getLogger("clockify_relay.pipeline")
+
+# Redis unreachable: the one failure that re-queues without counting (rule 3).
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def deliveries(
+    targets: list[str], envelope: Envelope, attempt: int = 1, force: bool = False
+) -> list[Outgoing]:
+    """Outbox messages for ``deliver(target, envelope)`` to each target, queued now."""
+    outgoing = []
+    for target in targets:
+        message_id = uuid.uuid4().hex
+        kwargs = {"attempt": attempt, "force": force}
+        outgoing.append(
+            Outgoing(message_id, deliver_message(message_id, [target, envelope], kwargs))
+        )
+    return outgoing
+
+
+def fan_out(rt: Runtime, envelope: Envelope, message_id: str | None) -> list[str]:
+    """Record the event and queue one delivery per enabled target (once per event)."""
+    ttl = rt.settings.trace_ttl
+    event_id = str(envelope["event_id"])
+    targets = rt.enabled_targets() if envelope["event_type"] in TIME_ENTRY_EVENTS else []
+    trace.store_envelope(rt.redis, rt.keys, envelope, ttl)
+    written = rt.outbox.commit(
+        deliveries(targets, envelope), done=message_id, once=(rt.keys.routed(event_id), ttl)
+    )
+    if written < 0:
+        return []  # routed before (rule 2)
+    trace.record(
+        rt.redis,
+        rt.keys,
+        event_id,
+        ttl,
+        stage="route",
+        outcome="received",
+        event_type=envelope["event_type"],
+        sequence=envelope["sequence"],
+        targets=targets or None,
+        reason=None if targets else "no enabled target handles this event type",
+    )
+    return targets
+
+
+def give_up_or_requeue(
+    rt: Runtime, message_id: str, target: str, envelope: Envelope, exc: Exception
+) -> None:
+    """A task failed outside the delivery's own error handling (rule 3): requeue it a bounded
+    number of times, then dead-letter it."""
+    try:
+        count = rt.outbox.count_resend(message_id)
+        if count <= rt.settings.max_resends:
+            raise Reject(type(exc).__name__, requeue=True)
+        error = RelayError(f"failed {count} times: {type(exc).__name__} (see the worker log)")
+        rt.dlq.add(target, envelope, error, count)
+        rt.outbox.commit(done=message_id)
+    except Reject:
+        raise
+    except Exception as again:  # Redis gone too: kombu keeps the message; try again later
+        log.warning("could not requeue or dead-letter %s (%s)", message_id, type(again).__name__)
+        raise Reject(type(again).__name__, requeue=True) from None
+
+
+def trace_delivery(rt: Runtime, envelope: Envelope, target: str, **fields: Any) -> None:
+    """Record one step of a delivery in the event's trace."""
+    trace.record(
+        rt.redis,
+        rt.keys,
+        envelope["event_id"],
+        rt.settings.trace_ttl,
+        stage="deliver",
+        target=target,
+        **fields,
+    )
+
+
+def run_delivery(
+    rt: Runtime, target: str, envelope: Envelope, attempt: int = 1, force: bool = False
+) -> Outcome:
+    """Deliver once and trace it; raises the relay error on failure (traced too)."""
+    try:
+        outcome = rt.engine(target).deliver(envelope, force=force)
+    except RelayError as exc:
+        trace_delivery(
+            rt,
+            envelope,
+            target,
+            attempt=attempt,
+            outcome="failed",
+            error_kind=exc.kind,
+            error=exc.message,
+            status=exc.status,
+            response=exc.response_excerpt,
+        )
+        raise
+    trace_delivery(
+        rt,
+        envelope,
+        target,
+        attempt=attempt,
+        outcome=outcome.action,
+        reason=outcome.reason,
+        operations=outcome.operations or None,
+        remote_ids=outcome.remote_ids or None,
+    )
+    return outcome
+
+
+def commit_next(
+    rt: Runtime,
+    message_id: str,
+    target: str,
+    envelope: Envelope,
+    attempt: int,
+    force: bool,
+    step: retry.Retry | retry.Park,
+) -> None:
+    """Replace this delivery's message by its next attempt (rule 1)."""
+    next_id = uuid.uuid4().hex
+    args = [target, envelope]
+    kwargs = {"attempt": attempt + 1, "force": force}
+    if isinstance(step, retry.Retry):
+        eta = datetime.fromtimestamp(time.time() + step.delay, UTC)
+        outgoing = Outgoing(next_id, deliver_message(next_id, args, kwargs, eta=eta))
+    else:
+        outgoing = Outgoing(
+            next_id, deliver_message(next_id, args, kwargs), time.time() + step.delay
+        )
+    rt.outbox.commit([outgoing], done=message_id)
+
+
+def dead_letter(
+    rt: Runtime, target: str, envelope: Envelope, exc: RelayError, attempts: int
+) -> None:
+    """Put a delivery in the dead-letter queue and say so in the trace."""
+    rt.dlq.add(target, envelope, exc, attempts)
+    trace_delivery(rt, envelope, target, outcome="dead-lettered", reason=exc.message)
+
+
+def deliver_and_commit(
+    rt: Runtime, message_id: str, target: str, envelope: Envelope, attempt: int, force: bool
+) -> None:
+    """Deliver, then commit what follows: nothing (done), a retry, or a dead letter."""
+    try:
+        run_delivery(rt, target, envelope, attempt, force)
+    except REDIS_DOWN:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, RelayError):
+            log.exception("delivery of %s to %s failed unexpectedly", envelope["event_id"], target)
+        step = retry.next_step(exc, attempt, rt.settings.retry)
+        if isinstance(step, retry.DeadLetter):
+            dead_letter(rt, target, envelope, step.error, attempt)
+            rt.outbox.commit(done=message_id)
+            return
+        commit_next(rt, message_id, target, envelope, attempt, force, step)
+        how = "retry" if isinstance(step, retry.Retry) else "parked"
+        trace_delivery(rt, envelope, target, outcome=how, delay=round(step.delay, 3))
+        return
+    rt.outbox.commit(done=message_id)
+
+
+def replay(rt: Runtime, letter: DeadLetter, force: bool = False) -> tuple[bool, str]:
+    """Re-run a dead letter's delivery now, in this process, bypassing ingest dedup.
+
+    The dead letter is removed only when the delivery succeeds; a failure stays, with the new
+    attempt recorded. Returns (succeeded, what happened). A letter of an event that could not
+    be routed is routed again: its deliveries are queued for the workers.
+    """
+    if letter.target == ROUTE_TARGET:
+        targets = fan_out(rt, letter.envelope, None)
+        rt.dlq.remove([letter.id])
+        return True, f"routed again to {', '.join(targets) or 'no target'}"
+    try:
+        outcome = run_delivery(rt, letter.target, letter.envelope, letter.attempts + 1, force)
+    except RelayError as exc:
+        rt.dlq.add(letter.target, letter.envelope, exc, 1)
+        return False, f"{exc.kind}: {exc.message}"
+    rt.dlq.remove([letter.id])
+    return True, f"{outcome.action}: {outcome.reason}"
