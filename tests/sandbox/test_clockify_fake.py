@@ -20,8 +20,11 @@ ENTRY: dict[str, Any] = {
     "billable": True,
     "projectId": "25b687e29ae1f428e7ebe123",
     "tagIds": [],
-    "timeInterval": {"start": "2024-01-01T08:00:00Z", "end": "2024-01-01T09:30:00Z",
-                     "duration": "PT1H30M"},
+    "timeInterval": {
+        "start": "2024-01-01T08:00:00Z",
+        "end": "2024-01-01T09:30:00Z",
+        "duration": "PT1H30M",
+    },
     "type": "REGULAR",
 }
 
@@ -54,8 +57,11 @@ def test_wrong_or_missing_key_is_401(
     sandbox: SandboxServer, http: httpx.Client, headers: dict[str, str]
 ) -> None:
     _seed(http, sandbox, ENTRY)
-    for url in (_entry_url(sandbox), f"{sandbox.base_urls['clockify']}/v1/user",
-                f"{sandbox.base_urls['clockify']}/v1/workspaces/{WS}"):
+    for url in (
+        _entry_url(sandbox),
+        f"{sandbox.base_urls['clockify']}/v1/user",
+        f"{sandbox.base_urls['clockify']}/v1/workspaces/{WS}",
+    ):
         r = http.get(url, headers=headers)
         assert r.status_code == 401
         assert set(r.json()) == {"message", "code"}

@@ -64,7 +64,8 @@ class ClockifyFake(FakeTarget):
             Route(f"{BASE_PATH}/v1/user", self._user, methods=["GET"]),
             Route(f"{BASE_PATH}/v1/workspaces/{{ws}}", self._workspace, methods=["GET"]),
             Route(
-                f"{BASE_PATH}/v1/workspaces/{{ws}}/time-entries/{{id}}", self._time_entry,
+                f"{BASE_PATH}/v1/workspaces/{{ws}}/time-entries/{{id}}",
+                self._time_entry,
                 methods=["GET"],
             ),
         ]
@@ -119,18 +120,20 @@ class ClockifyFake(FakeTarget):
             return denied
         with self.lock:
             default_ws = min(self._workspaces) if self._workspaces else None
-        return json_response({
-            "activeWorkspace": default_ws,
-            "customFields": [],
-            "defaultWorkspace": default_ws,
-            "email": "sandbox@example.com",
-            "id": SANDBOX_USER_ID,
-            "memberships": [],
-            "name": "Sandbox User",
-            "profilePicture": None,
-            "settings": {"timeZone": "UTC", "weekStart": "MONDAY"},
-            "status": "ACTIVE",
-        })
+        return json_response(
+            {
+                "activeWorkspace": default_ws,
+                "customFields": [],
+                "defaultWorkspace": default_ws,
+                "email": "sandbox@example.com",
+                "id": SANDBOX_USER_ID,
+                "memberships": [],
+                "name": "Sandbox User",
+                "profilePicture": None,
+                "settings": {"timeZone": "UTC", "weekStart": "MONDAY"},
+                "status": "ACTIVE",
+            }
+        )
 
     async def _workspace(self, request: Request) -> Response:
         if (denied := self._unauthorized(request)) is not None:
@@ -140,12 +143,14 @@ class ClockifyFake(FakeTarget):
             known = ws in self._workspaces
         if not known:
             return _error("Access Denied", 403, 403)
-        return json_response({
-            "id": ws,
-            "name": f"Sandbox workspace {ws}",
-            "memberships": [],
-            "workspaceSettings": {},
-        })
+        return json_response(
+            {
+                "id": ws,
+                "name": f"Sandbox workspace {ws}",
+                "memberships": [],
+                "workspaceSettings": {},
+            }
+        )
 
     async def _time_entry(self, request: Request) -> Response:
         if (denied := self._unauthorized(request)) is not None:
