@@ -99,3 +99,46 @@ def test_refused_key_is_a_configuration_error(
     assert "CLOCKIFY_API_KEY" in str(info.value)
     assert "wrong-clockify-key" not in str(info.value)
     assert worklogs(clean_sandbox) == []
+
+
+def test_reread_entry_keeps_the_webhooks_zone(
+    reread_rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    # 22:40Z on 2026-08-07 is 00:40 on 2026-08-08 in Stockholm (CEST, UTC+2). The REST entry
+    # has no timeZone and the default zone is UTC: without the webhook's zone the worklog would
+    # land on the 7th at 22:40.
+    payload = entry_payload()
+    payload["timeInterval"] = {
+        "start": "2026-08-07T22:40:00Z",
+        "end": "2026-08-07T23:40:00Z",
+        "duration": "PT1H",
+        "timeZone": "Europe/Stockholm",
+    }
+    put_entry(clean_sandbox, payload)  # the fake answers it in REST form, without timeZone
+    assert reread_rt.settings.default_timezone == "UTC"
+    reread_rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    [worklog] = worklogs(clean_sandbox)
+    assert (worklog["workDate"], worklog["workStartTime"]) == ("2026-08-08", "00:40")
+    assert worklog["_headers"]["x-timezone"] == "Europe/Stockholm"
+
+
+def test_reread_entry_without_any_zone_takes_the_users_configured_zone(
+    reread_rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    # A legacy webhook without timeZone: the user's configured zone, not UTC.
+    payload = entry_payload("NEW_TIME_ENTRY__legacy")
+    payload["timeInterval"] = {
+        "start": "2026-08-07T22:40:00Z",
+        "end": "2026-08-07T23:40:00Z",
+        "duration": "PT1H",
+    }
+    put_entry(clean_sandbox, payload)
+    rt = Runtime(
+        reread_rt.settings.with_changes(
+            raw={"users": {payload["userId"]: {"timezone": "Europe/Stockholm"}}}
+        )
+    )
+    rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    [worklog] = worklogs(clean_sandbox)
+    assert (worklog["workDate"], worklog["workStartTime"]) == ("2026-08-08", "00:40")
+    rt.redis.close()
