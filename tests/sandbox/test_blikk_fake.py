@@ -24,10 +24,18 @@ def basic(app_id: str = APP_ID, secret: str = APP_SECRET) -> dict[str, str]:
 
 def report(**changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "date": "2026-03-10 00:00:00", "clockStart": "09:00", "clockEnd": "10:30",
-        "hours": 1.5, "invoiceableHours": 1.5, "comment": "Kickoff",
-        "internalComment": "clockify:e1", "userId": 3, "projectId": 1,
-        "activityId": 1, "timeCodeId": 1, "timeArticleId": 1,
+        "date": "2026-03-10 00:00:00",
+        "clockStart": "09:00",
+        "clockEnd": "10:30",
+        "hours": 1.5,
+        "invoiceableHours": 1.5,
+        "comment": "Kickoff",
+        "internalComment": "clockify:e1",
+        "userId": 3,
+        "projectId": 1,
+        "activityId": 1,
+        "timeCodeId": 1,
+        "timeArticleId": 1,
     }
     body.update(changes)
     return body
@@ -224,8 +232,13 @@ def test_list_filters_and_paging(api: Api) -> None:
     for day in ("2026-03-09", "2026-03-10", "2026-03-10", "2026-03-11"):
         api("POST", "/v1/Core/TimeReports", json=report(date=day))
     api("POST", "/v1/Core/TimeReports", json=report(date="2026-03-10", userId=2))
-    params = {"page": 1, "pageSize": 1, "filter.userIds": "3", "filter.from": "2026-03-10",
-              "filter.to": "2026-03-10"}
+    params = {
+        "page": 1,
+        "pageSize": 1,
+        "filter.userIds": "3",
+        "filter.from": "2026-03-10",
+        "filter.to": "2026-03-10",
+    }
     first = api("GET", "/v1/Core/TimeReports", params=params).json()
     assert (first["totalItemCount"], first["totalPages"], first["itemCount"]) == (2, 2, 1)
     assert first["items"][0]["objectName"] == "timereport.list"
@@ -233,15 +246,20 @@ def test_list_filters_and_paging(api: Api) -> None:
     assert second["items"][0]["id"] != first["items"][0]["id"]
     third = api("GET", "/v1/Core/TimeReports", params={**params, "page": 3}).json()
     assert third["items"] == [] and third["itemCount"] == 0
-    both = api("GET", "/v1/Core/TimeReports",
-               params={"page": 1, "filter.userIds": "2,3"}).json()
+    both = api("GET", "/v1/Core/TimeReports", params={"page": 1, "filter.userIds": "2,3"}).json()
     assert both["totalItemCount"] == 5
 
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"page": 0}, {"page": 1, "pageSize": 101}, {"page": 1, "filter.userIds": "a"},
-     {"page": 1, "sortBy": "nope"}, {"page": 1, "filter.from": "yesterday"}],
+    [
+        {},
+        {"page": 0},
+        {"page": 1, "pageSize": 101},
+        {"page": 1, "filter.userIds": "a"},
+        {"page": 1, "sortBy": "nope"},
+        {"page": 1, "filter.from": "yesterday"},
+    ],
 )
 def test_list_bad_parameters_are_400(api: Api, params: dict[str, Any]) -> None:
     r = api("GET", "/v1/Core/TimeReports", params=params)
@@ -250,8 +268,15 @@ def test_list_bad_parameters_are_400(api: Api, params: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/v1/Admin/Users", "/v1/Core/Projects", "/v1/Admin/Activities", "/v1/Admin/TimeCodes",
-     "/v1/Admin/TimeArticles", "/v1/Admin/InternalProjects", "/v1/Admin/AbsenceProjects"],
+    [
+        "/v1/Admin/Users",
+        "/v1/Core/Projects",
+        "/v1/Admin/Activities",
+        "/v1/Admin/TimeCodes",
+        "/v1/Admin/TimeArticles",
+        "/v1/Admin/InternalProjects",
+        "/v1/Admin/AbsenceProjects",
+    ],
 )
 def test_registries_are_paged_lists(api: Api, path: str) -> None:
     body = api("GET", path, params={"page": 1}).json()

@@ -68,11 +68,23 @@ DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _REQUIRED = (
-    "date", "hours", "invoiceableHours", "userId", "activityId", "timeCodeId", "timeArticleId",
+    "date",
+    "hours",
+    "invoiceableHours",
+    "userId",
+    "activityId",
+    "timeCodeId",
+    "timeArticleId",
 )
 _SORTABLE = {
-    "date", "userName", "hours", "invoiceableHours", "sentToAttestDate", "attestedDate",
-    "createdDate", "updatedDate",
+    "date",
+    "userName",
+    "hours",
+    "invoiceableHours",
+    "sentToAttestDate",
+    "attestedDate",
+    "createdDate",
+    "updatedDate",
 }
 
 # Registry name (control route) → (API path, objectName of list items).
@@ -102,54 +114,102 @@ def _seed() -> dict[str, dict[int, dict[str, Any]]]:
 
     def user(uid: int, first: str, last: str) -> dict[str, Any]:
         return {
-            "id": uid, "firstName": first, "lastName": last, "startDate": "2021-02-01",
+            "id": uid,
+            "firstName": first,
+            "lastName": last,
+            "startDate": "2021-02-01",
             "endDate": None,
-            "timeReportingProfile": _name_id(5, "Default profile"), "department": None,
-            "license": "total", "permissions": ["administrator"], "createdBy": admin,
-            "updatedBy": None, "createdDate": created, "updatedDate": None,
+            "timeReportingProfile": _name_id(5, "Default profile"),
+            "department": None,
+            "license": "total",
+            "permissions": ["administrator"],
+            "createdBy": admin,
+            "updatedBy": None,
+            "createdDate": created,
+            "updatedDate": None,
         }
 
     def project(pid: int, number: str, title: str, customer: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": pid, "orderNumber": number, "title": title,
-            "status": {"objectName": "project.list.status", "id": 1, "name": "Ongoing",
-                       "isCompletedStatus": False},
-            "startDate": "2021-02-01", "endDate": None, "invoiceType": "Ongoing",
-            "location": None, "projectManager": admin, "customer": customer,
-            "projectCollection": None, "createdBy": admin, "updatedBy": None,
-            "created": created, "updated": None,
+            "id": pid,
+            "orderNumber": number,
+            "title": title,
+            "status": {
+                "objectName": "project.list.status",
+                "id": 1,
+                "name": "Ongoing",
+                "isCompletedStatus": False,
+            },
+            "startDate": "2021-02-01",
+            "endDate": None,
+            "invoiceType": "Ongoing",
+            "location": None,
+            "projectManager": admin,
+            "customer": customer,
+            "projectCollection": None,
+            "createdBy": admin,
+            "updatedBy": None,
+            "created": created,
+            "updated": None,
         }
 
     def simple(rid: int, name: str, **extra: Any) -> dict[str, Any]:
-        return {"id": rid, "name": name, "isActive": True, **extra, "createdBy": admin,
-                "updatedBy": None, "created": created, "updated": None}
+        return {
+            "id": rid,
+            "name": name,
+            "isActive": True,
+            **extra,
+            "createdBy": admin,
+            "updatedBy": None,
+            "created": created,
+            "updated": None,
+        }
 
     return {
-        "users": {u["id"]: u for u in (user(1, "John", "Doe"), user(2, "Jane", "Doe"),
-                                       user(3, "Anna", "Lindqvist"))},
-        "projects": {p["id"]: p for p in (
-            project(1, "26", "Website relaunch", _name_id(87, "Nordlys AB")),
-            project(2, "27", "Maintenance", _name_id(88, "Microsoft")),
-        )},
+        "users": {
+            u["id"]: u
+            for u in (user(1, "John", "Doe"), user(2, "Jane", "Doe"), user(3, "Anna", "Lindqvist"))
+        },
+        "projects": {
+            p["id"]: p
+            for p in (
+                project(1, "26", "Website relaunch", _name_id(87, "Nordlys AB")),
+                project(2, "27", "Maintenance", _name_id(88, "Microsoft")),
+            )
+        },
         "internalprojects": {10: simple(10, "Internal", commentRequiredWhenTimeReporting=False)},
-        "absenceprojects": {20: simple(
-            20, "Vacation", commentRequiredWhenTimeReporting=False,
-            salaryCodeForMonthlySalary="040", salaryCodeForHourlySalary="040",
-            refersToSickness=False,
-        )},
-        "activities": {a["id"]: a for a in (
-            simple(1, "Development", preferredTimeCode=None, preferredTimeArticle=None),
-            simple(2, "Project management", preferredTimeCode=None, preferredTimeArticle=None),
-            simple(3, "Design", preferredTimeCode=None, preferredTimeArticle=None),
-        )},
-        "timecodes": {c["id"]: c for c in (
-            simple(1, "Normal", description="Normal time", isStandard=True),
-            simple(2, "Overtime", description="Overtime", isStandard=False),
-        )},
-        "timearticles": {a["id"]: a for a in (
-            simple(1, "Work hours", description="Hours worked"),
-            simple(2, "Travel hours", description="Hours travelled"),
-        )},
+        "absenceprojects": {
+            20: simple(
+                20,
+                "Vacation",
+                commentRequiredWhenTimeReporting=False,
+                salaryCodeForMonthlySalary="040",
+                salaryCodeForHourlySalary="040",
+                refersToSickness=False,
+            )
+        },
+        "activities": {
+            a["id"]: a
+            for a in (
+                simple(1, "Development", preferredTimeCode=None, preferredTimeArticle=None),
+                simple(2, "Project management", preferredTimeCode=None, preferredTimeArticle=None),
+                simple(3, "Design", preferredTimeCode=None, preferredTimeArticle=None),
+            )
+        },
+        "timecodes": {
+            c["id"]: c
+            for c in (
+                simple(1, "Normal", description="Normal time", isStandard=True),
+                simple(2, "Overtime", description="Overtime", isStandard=False),
+            )
+        },
+        "timearticles": {
+            a["id"]: a
+            for a in (
+                simple(1, "Work hours", description="Hours worked"),
+                simple(2, "Travel hours", description="Hours travelled"),
+            )
+        },
     }
 
 
@@ -291,8 +351,8 @@ class BlikkFake(FakeTarget):
         if scheme.lower() != "basic":
             return _message("Authorization has been denied for this request.", 401)
         try:
-            app_id, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(
-                ":"
+            app_id, sep, secret = (
+                base64.b64decode(value.strip(), validate=True).decode().partition(":")
             )
         except (binascii.Error, UnicodeDecodeError):
             return _message("Authorization has been denied for this request.", 401)
@@ -305,11 +365,13 @@ class BlikkFake(FakeTarget):
         expires_at = time.time() + self.config.blikk_token_ttl
         with self.lock:
             self.tokens[token] = (app_id, expires_at)
-        return json_response({
-            "objectName": "auth.token",
-            "accessToken": token,
-            "expires": _stamp(datetime.fromtimestamp(expires_at, UTC)),
-        })
+        return json_response(
+            {
+                "objectName": "auth.token",
+                "accessToken": token,
+                "expires": _stamp(datetime.fromtimestamp(expires_at, UTC)),
+            }
+        )
 
     # -- paging ---------------------------------------------------------------------------------
 
@@ -348,9 +410,7 @@ class BlikkFake(FakeTarget):
             "items": chunk,
         }
 
-    def _registry_handler(
-        self, kind: str, object_name: str
-    ) -> Callable[[Request], Any]:
+    def _registry_handler(self, kind: str, object_name: str) -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
             refused = self._bearer(request)
             if refused is not None:
@@ -405,26 +465,34 @@ class BlikkFake(FakeTarget):
         }
         if detail:
             out["attestedByUser"] = _name_id(1, "John Doe") if report["attestedDate"] else None
-        out.update({
-            "user": ref("users", report["userId"]),
-            "contact": copy.deepcopy(project["customer"]) if project else None,
-            "project": ref("projects", report["projectId"]),
-            "internalProject": ref("internalprojects", report["internalProjectId"]),
-            "absenceProject": ref("absenceprojects", report["absenceProjectId"]),
-            "activity": ref("activities", report["activityId"]),
-            "timeCode": ref("timecodes", report["timeCodeId"]),
-            "timeArticle": ref("timearticles", report["timeArticleId"]),
-            "costCenter": None,
-            "invoiceId": report["invoiceId"],
-        })
+        out.update(
+            {
+                "user": ref("users", report["userId"]),
+                "contact": copy.deepcopy(project["customer"]) if project else None,
+                "project": ref("projects", report["projectId"]),
+                "internalProject": ref("internalprojects", report["internalProjectId"]),
+                "absenceProject": ref("absenceprojects", report["absenceProjectId"]),
+                "activity": ref("activities", report["activityId"]),
+                "timeCode": ref("timecodes", report["timeCodeId"]),
+                "timeArticle": ref("timearticles", report["timeArticleId"]),
+                "costCenter": None,
+                "invoiceId": report["invoiceId"],
+            }
+        )
         if detail:
-            out.update({
-                "bookingProject": None,
-                "task": _name_id(report["taskId"], f"Task {report['taskId']}")
-                if report["taskId"] is not None else None,
-                "travelReport": None, "allowanceReport": None,
-                "materials": [], "equipments": [], "additions": [],
-            })
+            out.update(
+                {
+                    "bookingProject": None,
+                    "task": _name_id(report["taskId"], f"Task {report['taskId']}")
+                    if report["taskId"] is not None
+                    else None,
+                    "travelReport": None,
+                    "allowanceReport": None,
+                    "materials": [],
+                    "equipments": [],
+                    "additions": [],
+                }
+            )
         else:
             out.update({"travelReportId": None, "allowanceReportId": None})
         out.update({"createdDate": report["createdDate"], "updatedDate": report["updatedDate"]})
@@ -450,9 +518,13 @@ class BlikkFake(FakeTarget):
             if value is not None and not (isinstance(value, str) and _CLOCK.match(value)):
                 errors[key] = [f'The field {key} must be formatted as "hh:mm".']
         refs = {
-            "userId": "users", "projectId": "projects", "internalProjectId": "internalprojects",
-            "absenceProjectId": "absenceprojects", "activityId": "activities",
-            "timeCodeId": "timecodes", "timeArticleId": "timearticles",
+            "userId": "users",
+            "projectId": "projects",
+            "internalProjectId": "internalprojects",
+            "absenceProjectId": "absenceprojects",
+            "activityId": "activities",
+            "timeCodeId": "timecodes",
+            "timeArticleId": "timearticles",
         }
         with self.lock:
             for key, kind in refs.items():
@@ -475,10 +547,20 @@ class BlikkFake(FakeTarget):
             return {}, errors
         fields = {
             "date": day.isoformat() if day else None,
-            **{key: body.get(key) for key in (
-                "clockStart", "clockEnd", "hours", "invoiceableHours", "breakMinutes", "comment",
-                "internalComment", *refs, "taskId",
-            )},
+            **{
+                key: body.get(key)
+                for key in (
+                    "clockStart",
+                    "clockEnd",
+                    "hours",
+                    "invoiceableHours",
+                    "breakMinutes",
+                    "comment",
+                    "internalComment",
+                    *refs,
+                    "taskId",
+                )
+            },
         }
         return fields, {}
 
@@ -497,8 +579,13 @@ class BlikkFake(FakeTarget):
             report_id = self.next_report_id
             self.next_report_id += 1
             report = {
-                "id": report_id, **fields, "sentToAttestDate": None, "attestedDate": None,
-                "invoiceId": None, "createdDate": _stamp(), "updatedDate": None,
+                "id": report_id,
+                **fields,
+                "sentToAttestDate": None,
+                "attestedDate": None,
+                "invoiceId": None,
+                "createdDate": _stamp(),
+                "updatedDate": None,
             }
             self.reports[report_id] = report
             return json_response(self._render(report, detail=True))
@@ -622,6 +709,7 @@ class BlikkFake(FakeTarget):
                     continue
                 selected.append(self._render(report, detail=False))
         if sort_by is not None:
+
             def sort_key(item: dict[str, Any]) -> tuple[bool, Any]:
                 value = item["user"]["name"] if sort_by == "userName" else item.get(sort_by)
                 return (value is None, value if value is not None else 0)
