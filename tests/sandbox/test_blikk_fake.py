@@ -182,6 +182,34 @@ def test_create_get_update_delete(api: Api) -> None:
     assert api.server.state()["blikk"]["timereports"] == []
 
 
+def test_bare_200_on_create_and_update_when_configured(api: Api) -> None:
+    # The doc shows "200 OK" and no body for POST/PUT /v1/Core/TimeReports.
+    answer = api.http.put(
+        f"{api.server.url}/_sandbox/blikk/write-response", json={"write_response": "empty"}
+    )
+    assert answer.status_code == 200 and answer.json() == {"write_response": "empty"}
+    created = api("POST", "/v1/Core/TimeReports", json=report())
+    assert (created.status_code, created.content) == (200, b"")
+    [stored] = api.server.state()["blikk"]["timereports"]
+    assert stored["internalComment"] == "clockify:e1"
+    updated = api("PUT", f"/v1/Core/TimeReports/{stored['id']}", json=report(hours=2.0))
+    assert (updated.status_code, updated.content) == (200, b"")
+    assert api.server.state()["blikk"]["timereports"][0]["hours"] == 2.0
+    # Refusals keep their documented bodies.
+    refused = api("POST", "/v1/Core/TimeReports", json=report(userId=999))
+    assert refused.status_code == 400 and "userId" in refused.json()["modelState"]
+    # A reset brings back the default (the detail object).
+    api.server.reset()
+    assert api.server.state()["blikk"]["write_response"] == "detail"
+
+
+def test_write_response_control_rejects_unknown_modes(api: Api) -> None:
+    url = f"{api.server.url}/_sandbox/blikk/write-response"
+    for body in ({"write_response": "nothing"}, {}, ["empty"]):
+        assert api.http.put(url, json=body).status_code == 400
+    assert api.server.state()["blikk"]["write_response"] == "detail"
+
+
 def test_unknown_report_is_400_not_404(api: Api) -> None:
     for method in ("GET", "DELETE"):
         assert api(method, "/v1/Core/TimeReports/424242").status_code == 400

@@ -19,8 +19,10 @@ What it enforces, as documented:
   ``GET``/``PUT``/``DELETE /v1/Core/TimeReports/{id}``. Missing required fields or ids that point
   to nothing → 400 ``{"message": "The request is invalid.", "modelState": {...}}``. As the doc
   says, an unknown report id is a 400 (not a 404), and so is changing or deleting a report that
-  is attested or invoiced. Create and update answer 200 with the ``timereport.detail`` object
-  (the doc shows no response body; the fake follows the other create endpoints).
+  is attested or invoiced. Create and update answer 200; the doc shows no response body for
+  them ("200 OK"), so what comes with it is the fake's :attr:`BlikkFake.write_response`:
+  ``"detail"`` (default: the ``timereport.detail`` object, as other create endpoints answer) or
+  ``"empty"`` (the bare 200 the doc shows).
 * Registries, paged: ``/v1/Admin/Users``, ``/v1/Core/Projects``, ``/v1/Admin/InternalProjects``,
   ``/v1/Admin/AbsenceProjects``, ``/v1/Admin/Activities``, ``/v1/Admin/TimeCodes``,
   ``/v1/Admin/TimeArticles`` -- seeded with a few records.
@@ -34,6 +36,8 @@ Control routes (under ``/_sandbox/blikk``, neither counted nor faulted):
 * ``POST /registries/{name}`` -- add a record to a registry (``users``, ``projects``,
   ``internalprojects``, ``absenceprojects``, ``activities``, ``timecodes``, ``timearticles``);
   body: the record's fields (``id`` optional).
+* ``PUT /write-response`` -- body ``{"write_response": "detail" | "empty"}``: what create and
+  update answer with their 200 until the next reset.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ from clockify_relay.sandbox.core import (
 )
 
 WINDOW = 1.0  # seconds of the sliding rate-limit window
+# What a create/update 200 carries (the doc shows none): the detail object, or nothing.
+WRITE_RESPONSES = ("detail", "empty")
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -274,6 +280,7 @@ class BlikkFake(FakeTarget):
             self.requests_per_key: dict[str, int] = {}
             self.max_in_any_second = 0
             self.rejected_429 = 0
+            self.write_response = "detail"
 
     def state(self) -> dict[str, Any]:
         """Reports in Blikk's field names, rate-limit counters and the measured peak rate."""
@@ -284,7 +291,15 @@ class BlikkFake(FakeTarget):
                 "requests_per_token": dict(self.requests_per_key),
                 "max_requests_in_any_second": self.max_in_any_second,
                 "tokens_issued": len(self.tokens),
+                "write_response": self.write_response,
             }
+
+    def set_write_response(self, mode: str) -> None:
+        """Make create/update answer ``"detail"`` or ``"empty"`` (ValueError otherwise)."""
+        if mode not in WRITE_RESPONSES:
+            raise ValueError(f"write_response must be one of {list(WRITE_RESPONSES)}")
+        with self.lock:
+            self.write_response = mode
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -303,12 +318,14 @@ class BlikkFake(FakeTarget):
         return routes
 
     def control_routes(self) -> list[BaseRoute]:
-        """Test controls: attest / invoice a report, expire tokens, add registry records."""
+        """Test controls: attest / invoice a report, expire tokens, add registry records, choose
+        what create/update answer."""
         return [
             Route("/timereports/{id:int}/attest", self._attest, methods=["POST"]),
             Route("/timereports/{id:int}/invoice", self._invoice, methods=["POST"]),
             Route("/tokens/expire", self._expire_tokens, methods=["POST"]),
             Route("/registries/{kind}", self._add_registry_record, methods=["POST"]),
+            Route("/write-response", self._put_write_response, methods=["PUT"]),
         ]
 
     # -- rate limiting and auth -----------------------------------------------------------------
@@ -588,7 +605,13 @@ class BlikkFake(FakeTarget):
                 "updatedDate": None,
             }
             self.reports[report_id] = report
-            return json_response(self._render(report, detail=True))
+            return self._written(report)
+
+    def _written(self, report: Mapping[str, Any]) -> Response:
+        """The 200 of a create or update, with or without the report (``write_response``)."""
+        if self.write_response == "empty":
+            return Response(status_code=200)
+        return json_response(self._render(report, detail=True))
 
     def _not_found(self) -> Response:
         # The doc: 400 (not 404) when the report could not be found.
@@ -635,7 +658,7 @@ class BlikkFake(FakeTarget):
             if report is None:
                 return self._not_found()
             report.update(fields, updatedDate=_stamp())
-            return json_response(self._render(report, detail=True))
+            return self._written(report)
 
     async def _delete_report(self, request: Request) -> Response:
         refused = self._bearer(request)
@@ -754,6 +777,18 @@ class BlikkFake(FakeTarget):
         """Make every issued token invalid from now on (for in-process tests)."""
         with self.lock:
             self.tokens = {t: (app, 0.0) for t, (app, _) in self.tokens.items()}
+
+    async def _put_write_response(self, request: Request) -> Response:
+        try:
+            body = await read_json(request)
+        except InvalidJSON as exc:
+            return _message(str(exc))
+        mode = body.get("write_response") if isinstance(body, dict) else None
+        try:
+            self.set_write_response(mode if isinstance(mode, str) else "")
+        except ValueError as exc:
+            return _message(str(exc))
+        return json_response({"write_response": self.write_response})
 
     async def _add_registry_record(self, request: Request) -> Response:
         kind = request.path_params["kind"]
