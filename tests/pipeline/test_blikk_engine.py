@@ -311,6 +311,53 @@ def test_unknown_outcome_across_midnight_reconciles_each_day(
     impatient.redis.close()
 
 
+def _bare_200(sandbox: SandboxServer) -> None:
+    """Blikk answers creates and updates with the documented bare "200 OK" (no body)."""
+    fake = sandbox.sandbox.fakes["blikk"]
+    fake.set_write_response("empty")  # type: ignore[attr-defined]
+
+
+def test_create_answered_without_body_is_mapped_not_doubled(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    _bare_200(clean_sandbox)
+    payload = entry_payload("NEW_TIME_ENTRY__midnight_stockholm")
+    outcome = deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1))
+    days = by_date(clean_sandbox)
+    assert outcome.remote_ids == {day: str(r["id"]) for day, r in days.items()}
+    assert len(days) == 2
+    # A replay of the same create and a later update touch the same two reports.
+    assert deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1), force=True).action == "skipped"
+    edited = dict(payload, description="edited")
+    deliver(rt, envelope("TIME_ENTRY_UPDATED", edited, 2))
+    after = by_date(clean_sandbox)
+    assert {d: r["id"] for d, r in after.items()} == {d: r["id"] for d, r in days.items()}
+    assert all(r["comment"] == "edited" for r in after.values())
+
+
+def test_create_answered_without_body_and_not_found_stays_pending(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    _bare_200(clean_sandbox)
+    rt.connector("blikk").client.tokens.get()  # type: ignore[attr-defined]
+    # The POST passes (a latency-only fault answers normally); the marker search gets a 503.
+    clean_sandbox.inject_fault("blikk", latency=0.01, count=1)
+    clean_sandbox.inject_fault("blikk", status=503, count=1)
+    event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
+    with pytest.raises(TransientError) as info:
+        deliver(rt, event)
+    assert info.value.outcome_unknown
+    state = rt.redis.hgetall(rt.keys.entry_state("blikk", ENTRY_MAIN))
+    assert b"pending:2026-03-10" in state
+    [made] = reports(clean_sandbox)
+
+    # The retry finds the report by its marker instead of booking it again.
+    outcome = deliver(rt, event)
+    assert outcome.operations == [f"reconciled 2026-03-10 {made['id']}"]
+    [only] = reports(clean_sandbox)
+    assert only["id"] == made["id"]
+
+
 def test_unmapped_user_is_a_configuration_error_naming_the_user(
     settings: Settings, clean_sandbox: SandboxServer
 ) -> None:
