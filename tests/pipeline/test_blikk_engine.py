@@ -121,11 +121,13 @@ def test_entry_across_midnight_in_stockholm_is_two_reports(
     rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
     # 22:15Z-23:45Z on 2026-03-10 is 23:15-00:45 in Stockholm: 45 minutes on each local day.
+    # The first day ends at 23:59 on the clock (never "00:00", an end before the start); its
+    # hours stay the exact 45 minutes.
     payload = entry_payload("NEW_TIME_ENTRY__midnight_stockholm")
     outcome = deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1))
     days = by_date(clean_sandbox)
     assert [summary(r) for r in days.values()] == [
-        ("2026-03-10", "23:15", "00:00", 0.75),
+        ("2026-03-10", "23:15", "23:59", 0.75),
         ("2026-03-11", "00:00", "00:45", 0.75),
     ]
     assert all(r["internalComment"] == f"clockify:{ENTRY_MIDNIGHT}" for r in days.values())
@@ -157,6 +159,17 @@ def test_entry_across_a_dst_change_books_real_hours(
     assert summary(report) == expected
 
 
+def test_clock_reading_backwards_at_the_dst_fall_back_books_no_clock_times(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    # 2026-10-25 00:40Z-01:10Z is 02:40 CEST to 02:10 CET: half an hour that ends "before" it
+    # starts on the clock. Blikk's clock times are optional: the report has none, hours exact.
+    payload = timed(entry_payload(), "2026-10-25T00:40:00Z", "2026-10-25T01:10:00Z")
+    deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1))
+    [report] = reports(clean_sandbox)
+    assert summary(report) == ("2026-10-25", None, None, 0.5)
+
+
 def test_edit_across_midnight_and_back_follows_one_two_one(
     rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
@@ -171,7 +184,7 @@ def test_edit_across_midnight_and_back_follows_one_two_one(
     outcome = deliver(rt, envelope("TIME_ENTRY_UPDATED", across, 2))
     days = by_date(clean_sandbox)
     assert [summary(r) for r in days.values()] == [
-        ("2026-03-10", "22:00", "00:00", 2.0),
+        ("2026-03-10", "22:00", "23:59", 2.0),
         ("2026-03-11", "00:00", "01:00", 1.0),
     ]
     # The day that stayed was updated in place (PUT), the new day created (POST).

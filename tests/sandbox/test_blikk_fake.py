@@ -243,6 +243,28 @@ def test_invalid_values_are_400(api: Api, changes: dict[str, Any], field: str) -
     assert api.server.state()["blikk"]["timereports"] == []
 
 
+@pytest.mark.parametrize(
+    ("start", "end"), [("23:15", "00:00"), ("10:00", "10:00"), ("10:30", "09:00")]
+)
+def test_clock_end_not_after_start_is_400(api: Api, start: str, end: str) -> None:
+    r = api("POST", "/v1/Core/TimeReports", json=report(clockStart=start, clockEnd=end))
+    assert r.status_code == 400
+    assert r.json()["message"] == "The request is invalid."
+    assert list(r.json()["modelState"]) == ["clockEnd"]
+    rid = api("POST", "/v1/Core/TimeReports", json=report()).json()["id"]
+    put = api("PUT", f"/v1/Core/TimeReports/{rid}", json=report(clockStart=start, clockEnd=end))
+    assert put.status_code == 400 and "clockEnd" in put.json()["modelState"]
+    [kept] = api.server.state()["blikk"]["timereports"]
+    assert (kept["clockStart"], kept["clockEnd"]) == ("09:00", "10:30")
+
+
+def test_clock_times_are_optional_and_may_end_at_23_59(api: Api) -> None:
+    late = api("POST", "/v1/Core/TimeReports", json=report(clockStart="23:15", clockEnd="23:59"))
+    assert late.status_code == 200
+    bare = api("POST", "/v1/Core/TimeReports", json=report(clockStart=None, clockEnd=None))
+    assert bare.status_code == 200 and bare.json()["clockEnd"] is None
+
+
 def test_attested_or_invoiced_reports_refuse_changes(api: Api) -> None:
     rid = api("POST", "/v1/Core/TimeReports", json=report()).json()["id"]
     assert api.control(f"/timereports/{rid}/attest").status_code == 200

@@ -17,12 +17,13 @@ What it enforces, as documented:
   ``filter.userIds``, ``filter.projectId``, ``filter.internalProjectId``,
   ``filter.absenceProjectId``, ``filter.isAttested``; ``sortBy``/``sortOrder``), ``POST``, and
   ``GET``/``PUT``/``DELETE /v1/Core/TimeReports/{id}``. Missing required fields or ids that point
-  to nothing → 400 ``{"message": "The request is invalid.", "modelState": {...}}``. As the doc
-  says, an unknown report id is a 400 (not a 404), and so is changing or deleting a report that
-  is attested or invoiced. Create and update answer 200; the doc shows no response body for
-  them ("200 OK"), so what comes with it is the fake's :attr:`BlikkFake.write_response`:
-  ``"detail"`` (default: the ``timereport.detail`` object, as other create endpoints answer) or
-  ``"empty"`` (the bare 200 the doc shows).
+  to nothing → 400 ``{"message": "The request is invalid.", "modelState": {...}}``; so is a
+  ``clockEnd`` at or before ``clockStart`` (both "hh:mm", 24-hour clock, on the report's one
+  date: ``23:15``-``00:00`` is refused). As the doc says, an unknown report id is a 400 (not a
+  404), and so is changing or deleting a report that is attested or invoiced. Create and update
+  answer 200; the doc shows no response body for them ("200 OK"), so what comes with it is the
+  fake's :attr:`BlikkFake.write_response`: ``"detail"`` (default: the ``timereport.detail``
+  object, as other create endpoints answer) or ``"empty"`` (the bare 200 the doc shows).
 * Registries, paged: ``/v1/Admin/Users``, ``/v1/Core/Projects``, ``/v1/Admin/InternalProjects``,
   ``/v1/Admin/AbsenceProjects``, ``/v1/Admin/Activities``, ``/v1/Admin/TimeCodes``,
   ``/v1/Admin/TimeArticles`` -- seeded with a few records.
@@ -534,6 +535,12 @@ class BlikkFake(FakeTarget):
             value = body.get(key)
             if value is not None and not (isinstance(value, str) and _CLOCK.match(value)):
                 errors[key] = [f'The field {key} must be formatted as "hh:mm".']
+        # One report is one date: its end cannot come at or before its start ("hh:mm" has no
+        # 24:00, so "00:00" is the start of that date, not the end of it).
+        start, end = body.get("clockStart"), body.get("clockEnd")
+        clocks_valid = not errors.keys() & {"clockStart", "clockEnd"}
+        if start is not None and end is not None and clocks_valid and end <= start:
+            errors["clockEnd"] = ["The field clockEnd must be later than clockStart."]
         refs = {
             "userId": "users",
             "projectId": "projects",

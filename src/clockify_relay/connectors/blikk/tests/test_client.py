@@ -103,7 +103,7 @@ def test_create_update_delete_per_day(connector: BlikkConnector, sandbox: Sandbo
     stored = {r["id"]: r for r in reports(sandbox)}
     assert sorted(stored) == sorted(int(i) for i in ids)
     day1 = stored[int(ids[0])]
-    assert (day1["date"], day1["clockStart"], day1["clockEnd"]) == ("2026-03-10", "23:15", "00:00")
+    assert (day1["date"], day1["clockStart"], day1["clockEnd"]) == ("2026-03-10", "23:15", "23:59")
     assert day1["hours"] == 0.75 and day1["user"]["id"] == 3
     assert day1["internalComment"] == f"clockify:{entry.id}"
 
