@@ -38,7 +38,12 @@ BASE_PATH = "/timetracker/api/latest/public"
 
 # Every field of NewWorklog / PartialWorklog, in the doc's order.
 WORKLOG_FIELDS = (
-    "description", "durationInSeconds", "isBillable", "issueId", "workDate", "worklogTagIds",
+    "description",
+    "durationInSeconds",
+    "isBillable",
+    "issueId",
+    "workDate",
+    "worklogTagIds",
     "workStartTime",
 )
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -163,7 +168,8 @@ class EveritFake(FakeTarget):
         """``/timetracker/api/latest/public/worklog`` with GET, POST, PATCH and DELETE."""
         return [
             Route(
-                f"{BASE_PATH}/worklog", self._worklog,
+                f"{BASE_PATH}/worklog",
+                self._worklog,
                 methods=["GET", "POST", "PATCH", "DELETE"],
             )
         ]
@@ -282,8 +288,10 @@ class EveritFake(FakeTarget):
             if record is None:
                 missing = data.get("worklogId")
                 return json_response(
-                    {"error": _not_found(None if missing is None else int(missing)),
-                     "worklog": None}
+                    {
+                        "error": _not_found(None if missing is None else int(missing)),
+                        "worklog": None,
+                    }
                 )
             for key, value in data["partialWorklog"].items():
                 if value is not None:
