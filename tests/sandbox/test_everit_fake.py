@@ -259,6 +259,28 @@ def test_forbidden_on_behalf_account_is_479(sandbox: SandboxServer, http: httpx.
     assert bad.status_code == 400
 
 
+@pytest.mark.parametrize("account", [None, "acc-1", "acc-forbidden"])
+def test_delete_and_get_accept_the_on_behalf_header_or_none(
+    sandbox: SandboxServer, http: httpx.Client, account: str | None
+) -> None:
+    # The doc lists x-everit-on-behalf-account for POST and PATCH only: DELETE and GET take it
+    # or not, and it does not change their answer (not even for a forbidden account).
+    http.put(f"{sandbox.url}/_sandbox/everit/forbidden-accounts", json=["acc-forbidden"])
+    headers = dict(HEADERS)
+    if account is not None:
+        headers["x-everit-on-behalf-account"] = account
+    worklog_id = _create(http, sandbox).json()["worklogId"]
+    got = http.get(_url(sandbox), params={"worklogId": worklog_id}, headers=headers)
+    assert got.status_code == 200 and got.json()["worklogId"] == worklog_id
+    r = http.delete(_url(sandbox), params={"worklogId": worklog_id}, headers=headers)
+    assert (r.status_code, r.json()) == (200, {"error": None})
+    [deleted] = sandbox.state()["everit"]["deleted"]
+    assert deleted["worklogId"] == worklog_id
+    assert deleted["_headers"]["x-everit-on-behalf-account"] == account
+    sandbox.reset()
+    assert sandbox.state()["everit"]["deleted"] == []
+
+
 def test_reset_restarts_ids(sandbox: SandboxServer, http: httpx.Client) -> None:
     first = _create(http, sandbox).json()["worklogId"]
     sandbox.reset()
