@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clockify_relay.errors import ConfigurationError
+from clockify_relay.errors import ConfigurationError, TransientError
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Secret, Settings
@@ -142,3 +142,21 @@ def test_reread_entry_without_any_zone_takes_the_users_configured_zone(
     [worklog] = worklogs(clean_sandbox)
     assert (worklog["workDate"], worklog["workStartTime"]) == ("2026-08-08", "00:40")
     rt.redis.close()
+
+
+def test_too_many_requests_with_a_404_is_no_deletion(
+    reread_rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    put_entry(clean_sandbox, rest_form(entry_payload()))
+    delivery = reread_rt.delivery("everit")
+    delivery.deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    # Clockify's "Too many requests" may come with any status; with a 404 it must not read as
+    # "the entry is gone".
+    clean_sandbox.inject_fault(
+        "clockify", status=404, body={"message": "Too many requests", "code": 429}, count=1
+    )
+    with pytest.raises(TransientError):
+        delivery.deliver(envelope("TIME_ENTRY_UPDATED", entry_payload(), 2))
+    assert len(worklogs(clean_sandbox)) == 1
+    state = reread_rt.redis.hgetall(reread_rt.keys.entry_state("everit", entry_payload()["id"]))
+    assert b"tombstone_seq" not in state
