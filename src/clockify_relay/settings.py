@@ -107,7 +107,7 @@ class Settings:
     # Clockify REST re-read (docs/ARCHITECTURE.md §3 rule 5).
     clockify_api_key: Secret | None = None
     clockify_api_url: str = "https://api.clockify.me/api"
-    clockify_rate_per_second: float = 50.0
+    clockify_rate_per_second: float = 10.0  # X-Api-Key: 50/s is documented for add-ons only
 
     # Time semantics.
     default_timezone: str = "UTC"
@@ -266,7 +266,7 @@ def load_settings(
         admin_jwt_secret=Secret(admin_secret) if admin_secret else None,
         clockify_api_key=Secret(api_key) if api_key else None,
         clockify_api_url=env.get("CLOCKIFY_API_URL") or "https://api.clockify.me/api",
-        clockify_rate_per_second=_float(env, "CLOCKIFY_API_RATE", 50.0),
+        clockify_rate_per_second=_float(env, "CLOCKIFY_API_RATE", 10.0),
         default_timezone=str(doc.get("defaults", {}).get("timezone", "UTC")),
         targets=targets,
         raw=doc,

@@ -121,11 +121,13 @@ def test_entry_across_midnight_in_stockholm_is_two_reports(
     rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
     # 22:15Z-23:45Z on 2026-03-10 is 23:15-00:45 in Stockholm: 45 minutes on each local day.
+    # The first day ends at 23:59 on the clock (never "00:00", an end before the start); its
+    # hours stay the exact 45 minutes.
     payload = entry_payload("NEW_TIME_ENTRY__midnight_stockholm")
     outcome = deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1))
     days = by_date(clean_sandbox)
     assert [summary(r) for r in days.values()] == [
-        ("2026-03-10", "23:15", "00:00", 0.75),
+        ("2026-03-10", "23:15", "23:59", 0.75),
         ("2026-03-11", "00:00", "00:45", 0.75),
     ]
     assert all(r["internalComment"] == f"clockify:{ENTRY_MIDNIGHT}" for r in days.values())
@@ -157,6 +159,17 @@ def test_entry_across_a_dst_change_books_real_hours(
     assert summary(report) == expected
 
 
+def test_clock_reading_backwards_at_the_dst_fall_back_books_no_clock_times(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    # 2026-10-25 00:40Z-01:10Z is 02:40 CEST to 02:10 CET: half an hour that ends "before" it
+    # starts on the clock. Blikk's clock times are optional: the report has none, hours exact.
+    payload = timed(entry_payload(), "2026-10-25T00:40:00Z", "2026-10-25T01:10:00Z")
+    deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1))
+    [report] = reports(clean_sandbox)
+    assert summary(report) == ("2026-10-25", None, None, 0.5)
+
+
 def test_edit_across_midnight_and_back_follows_one_two_one(
     rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
@@ -171,7 +184,7 @@ def test_edit_across_midnight_and_back_follows_one_two_one(
     outcome = deliver(rt, envelope("TIME_ENTRY_UPDATED", across, 2))
     days = by_date(clean_sandbox)
     assert [summary(r) for r in days.values()] == [
-        ("2026-03-10", "22:00", "00:00", 2.0),
+        ("2026-03-10", "22:00", "23:59", 2.0),
         ("2026-03-11", "00:00", "01:00", 1.0),
     ]
     # The day that stayed was updated in place (PUT), the new day created (POST).
@@ -350,6 +363,53 @@ def test_unknown_outcome_across_midnight_reconciles_each_day(
     assert days["2026-03-10"]["id"] == made["id"]
     assert outcome.operations[0] == f"reconciled 2026-03-10 {made['id']}"
     impatient.redis.close()
+
+
+def _bare_200(sandbox: SandboxServer) -> None:
+    """Blikk answers creates and updates with the documented bare "200 OK" (no body)."""
+    fake = sandbox.sandbox.fakes["blikk"]
+    fake.set_write_response("empty")  # type: ignore[attr-defined]
+
+
+def test_create_answered_without_body_is_mapped_not_doubled(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    _bare_200(clean_sandbox)
+    payload = entry_payload("NEW_TIME_ENTRY__midnight_stockholm")
+    outcome = deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1))
+    days = by_date(clean_sandbox)
+    assert outcome.remote_ids == {day: str(r["id"]) for day, r in days.items()}
+    assert len(days) == 2
+    # A replay of the same create and a later update touch the same two reports.
+    assert deliver(rt, envelope("NEW_TIME_ENTRY", payload, 1), force=True).action == "skipped"
+    edited = dict(payload, description="edited")
+    deliver(rt, envelope("TIME_ENTRY_UPDATED", edited, 2))
+    after = by_date(clean_sandbox)
+    assert {d: r["id"] for d, r in after.items()} == {d: r["id"] for d, r in days.items()}
+    assert all(r["comment"] == "edited" for r in after.values())
+
+
+def test_create_answered_without_body_and_not_found_stays_pending(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    _bare_200(clean_sandbox)
+    rt.connector("blikk").client.tokens.get()  # type: ignore[attr-defined]
+    # The POST passes (a latency-only fault answers normally); the marker search gets a 503.
+    clean_sandbox.inject_fault("blikk", latency=0.01, count=1)
+    clean_sandbox.inject_fault("blikk", status=503, count=1)
+    event = envelope("NEW_TIME_ENTRY", entry_payload(), 1)
+    with pytest.raises(TransientError) as info:
+        deliver(rt, event)
+    assert info.value.outcome_unknown
+    state = rt.redis.hgetall(rt.keys.entry_state("blikk", ENTRY_MAIN))
+    assert b"pending:2026-03-10" in state
+    [made] = reports(clean_sandbox)
+
+    # The retry finds the report by its marker instead of booking it again.
+    outcome = deliver(rt, event)
+    assert outcome.operations == [f"reconciled 2026-03-10 {made['id']}"]
+    [only] = reports(clean_sandbox)
+    assert only["id"] == made["id"]
 
 
 def test_unmapped_user_is_a_configuration_error_naming_the_user(

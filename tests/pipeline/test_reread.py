@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clockify_relay.errors import ConfigurationError
+from clockify_relay.errors import ConfigurationError, TransientError
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Secret, Settings
@@ -99,3 +99,64 @@ def test_refused_key_is_a_configuration_error(
     assert "CLOCKIFY_API_KEY" in str(info.value)
     assert "wrong-clockify-key" not in str(info.value)
     assert worklogs(clean_sandbox) == []
+
+
+def test_reread_entry_keeps_the_webhooks_zone(
+    reread_rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    # 22:40Z on 2026-08-07 is 00:40 on 2026-08-08 in Stockholm (CEST, UTC+2). The REST entry
+    # has no timeZone and the default zone is UTC: without the webhook's zone the worklog would
+    # land on the 7th at 22:40.
+    payload = entry_payload()
+    payload["timeInterval"] = {
+        "start": "2026-08-07T22:40:00Z",
+        "end": "2026-08-07T23:40:00Z",
+        "duration": "PT1H",
+        "timeZone": "Europe/Stockholm",
+    }
+    put_entry(clean_sandbox, payload)  # the fake answers it in REST form, without timeZone
+    assert reread_rt.settings.default_timezone == "UTC"
+    reread_rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    [worklog] = worklogs(clean_sandbox)
+    assert (worklog["workDate"], worklog["workStartTime"]) == ("2026-08-08", "00:40")
+    assert worklog["_headers"]["x-timezone"] == "Europe/Stockholm"
+
+
+def test_reread_entry_without_any_zone_takes_the_users_configured_zone(
+    reread_rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    # A legacy webhook without timeZone: the user's configured zone, not UTC.
+    payload = entry_payload("NEW_TIME_ENTRY__legacy")
+    payload["timeInterval"] = {
+        "start": "2026-08-07T22:40:00Z",
+        "end": "2026-08-07T23:40:00Z",
+        "duration": "PT1H",
+    }
+    put_entry(clean_sandbox, payload)
+    rt = Runtime(
+        reread_rt.settings.with_changes(
+            raw={"users": {payload["userId"]: {"timezone": "Europe/Stockholm"}}}
+        )
+    )
+    rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    [worklog] = worklogs(clean_sandbox)
+    assert (worklog["workDate"], worklog["workStartTime"]) == ("2026-08-08", "00:40")
+    rt.redis.close()
+
+
+def test_too_many_requests_with_a_404_is_no_deletion(
+    reread_rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    put_entry(clean_sandbox, rest_form(entry_payload()))
+    delivery = reread_rt.delivery("everit")
+    delivery.deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    # Clockify's "Too many requests" may come with any status; with a 404 it must not read as
+    # "the entry is gone".
+    clean_sandbox.inject_fault(
+        "clockify", status=404, body={"message": "Too many requests", "code": 429}, count=1
+    )
+    with pytest.raises(TransientError):
+        delivery.deliver(envelope("TIME_ENTRY_UPDATED", entry_payload(), 2))
+    assert len(worklogs(clean_sandbox)) == 1
+    state = reread_rt.redis.hgetall(reread_rt.keys.entry_state("everit", entry_payload()["id"]))
+    assert b"tombstone_seq" not in state

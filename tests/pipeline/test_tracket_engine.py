@@ -122,6 +122,40 @@ def test_worklog_gone_from_tracket_is_recreated_on_update(
     assert worklogs(clean_sandbox) == []
 
 
+def test_delete_after_tracket_lost_the_worklog_counts_as_gone(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    clean_sandbox.sandbox.fakes["tracket"].reset()  # deleted in Tracket behind our back
+    outcome = deliver(rt, envelope("TIME_ENTRY_DELETED", entry_payload(), 2))
+    assert outcome.action == "deleted"
+    state = rt.redis.hgetall(rt.keys.entry_state("tracket", entry_payload()["id"]))
+    assert b"tombstone_seq" in state and not any(k.startswith(b"id:") for k in state)
+
+
+def test_delete_at_a_retired_api_version_is_a_configuration_error(
+    rt: Runtime, settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    [worklog] = worklogs(clean_sandbox)
+    # The operator points at a version the server does not serve: every path answers 404.
+    wrong = tracket_runtime(
+        settings, clean_sandbox, base_url=clean_sandbox.url + "/tracket/api/2.0"
+    )
+    event = envelope("TIME_ENTRY_DELETED", entry_payload(), 2)
+    with pytest.raises(ConfigurationError) as info:
+        wrong.delivery("tracket").deliver(event)
+    assert "TRACKET_BASE_URL" in str(info.value)
+    # Nothing counted as deleted: still mapped, no tombstone, the worklog still in Tracket.
+    state = rt.redis.hgetall(rt.keys.entry_state("tracket", entry_payload()["id"]))
+    assert state[b"id:"].decode() == worklog["worklogId"] and b"tombstone_seq" not in state
+    assert worklogs(clean_sandbox) == [worklog]
+    # Replayed once the base URL is fixed, the delete goes through.
+    assert deliver(rt, event).action == "deleted"
+    assert worklogs(clean_sandbox) == []
+    wrong.redis.close()
+
+
 def test_unmapped_item_is_a_configuration_error_naming_it(
     settings: Settings, clean_sandbox: SandboxServer
 ) -> None:

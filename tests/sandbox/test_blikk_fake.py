@@ -24,10 +24,18 @@ def basic(app_id: str = APP_ID, secret: str = APP_SECRET) -> dict[str, str]:
 
 def report(**changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "date": "2026-03-10 00:00:00", "clockStart": "09:00", "clockEnd": "10:30",
-        "hours": 1.5, "invoiceableHours": 1.5, "comment": "Kickoff",
-        "internalComment": "clockify:e1", "userId": 3, "projectId": 1,
-        "activityId": 1, "timeCodeId": 1, "timeArticleId": 1,
+        "date": "2026-03-10 00:00:00",
+        "clockStart": "09:00",
+        "clockEnd": "10:30",
+        "hours": 1.5,
+        "invoiceableHours": 1.5,
+        "comment": "Kickoff",
+        "internalComment": "clockify:e1",
+        "userId": 3,
+        "projectId": 1,
+        "activityId": 1,
+        "timeCodeId": 1,
+        "timeArticleId": 1,
     }
     body.update(changes)
     return body
@@ -174,6 +182,34 @@ def test_create_get_update_delete(api: Api) -> None:
     assert api.server.state()["blikk"]["timereports"] == []
 
 
+def test_bare_200_on_create_and_update_when_configured(api: Api) -> None:
+    # The doc shows "200 OK" and no body for POST/PUT /v1/Core/TimeReports.
+    answer = api.http.put(
+        f"{api.server.url}/_sandbox/blikk/write-response", json={"write_response": "empty"}
+    )
+    assert answer.status_code == 200 and answer.json() == {"write_response": "empty"}
+    created = api("POST", "/v1/Core/TimeReports", json=report())
+    assert (created.status_code, created.content) == (200, b"")
+    [stored] = api.server.state()["blikk"]["timereports"]
+    assert stored["internalComment"] == "clockify:e1"
+    updated = api("PUT", f"/v1/Core/TimeReports/{stored['id']}", json=report(hours=2.0))
+    assert (updated.status_code, updated.content) == (200, b"")
+    assert api.server.state()["blikk"]["timereports"][0]["hours"] == 2.0
+    # Refusals keep their documented bodies.
+    refused = api("POST", "/v1/Core/TimeReports", json=report(userId=999))
+    assert refused.status_code == 400 and "userId" in refused.json()["modelState"]
+    # A reset brings back the default (the detail object).
+    api.server.reset()
+    assert api.server.state()["blikk"]["write_response"] == "detail"
+
+
+def test_write_response_control_rejects_unknown_modes(api: Api) -> None:
+    url = f"{api.server.url}/_sandbox/blikk/write-response"
+    for body in ({"write_response": "nothing"}, {}, ["empty"]):
+        assert api.http.put(url, json=body).status_code == 400
+    assert api.server.state()["blikk"]["write_response"] == "detail"
+
+
 def test_unknown_report_is_400_not_404(api: Api) -> None:
     for method in ("GET", "DELETE"):
         assert api(method, "/v1/Core/TimeReports/424242").status_code == 400
@@ -207,6 +243,28 @@ def test_invalid_values_are_400(api: Api, changes: dict[str, Any], field: str) -
     assert api.server.state()["blikk"]["timereports"] == []
 
 
+@pytest.mark.parametrize(
+    ("start", "end"), [("23:15", "00:00"), ("10:00", "10:00"), ("10:30", "09:00")]
+)
+def test_clock_end_not_after_start_is_400(api: Api, start: str, end: str) -> None:
+    r = api("POST", "/v1/Core/TimeReports", json=report(clockStart=start, clockEnd=end))
+    assert r.status_code == 400
+    assert r.json()["message"] == "The request is invalid."
+    assert list(r.json()["modelState"]) == ["clockEnd"]
+    rid = api("POST", "/v1/Core/TimeReports", json=report()).json()["id"]
+    put = api("PUT", f"/v1/Core/TimeReports/{rid}", json=report(clockStart=start, clockEnd=end))
+    assert put.status_code == 400 and "clockEnd" in put.json()["modelState"]
+    [kept] = api.server.state()["blikk"]["timereports"]
+    assert (kept["clockStart"], kept["clockEnd"]) == ("09:00", "10:30")
+
+
+def test_clock_times_are_optional_and_may_end_at_23_59(api: Api) -> None:
+    late = api("POST", "/v1/Core/TimeReports", json=report(clockStart="23:15", clockEnd="23:59"))
+    assert late.status_code == 200
+    bare = api("POST", "/v1/Core/TimeReports", json=report(clockStart=None, clockEnd=None))
+    assert bare.status_code == 200 and bare.json()["clockEnd"] is None
+
+
 def test_attested_or_invoiced_reports_refuse_changes(api: Api) -> None:
     rid = api("POST", "/v1/Core/TimeReports", json=report()).json()["id"]
     assert api.control(f"/timereports/{rid}/attest").status_code == 200
@@ -224,8 +282,13 @@ def test_list_filters_and_paging(api: Api) -> None:
     for day in ("2026-03-09", "2026-03-10", "2026-03-10", "2026-03-11"):
         api("POST", "/v1/Core/TimeReports", json=report(date=day))
     api("POST", "/v1/Core/TimeReports", json=report(date="2026-03-10", userId=2))
-    params = {"page": 1, "pageSize": 1, "filter.userIds": "3", "filter.from": "2026-03-10",
-              "filter.to": "2026-03-10"}
+    params = {
+        "page": 1,
+        "pageSize": 1,
+        "filter.userIds": "3",
+        "filter.from": "2026-03-10",
+        "filter.to": "2026-03-10",
+    }
     first = api("GET", "/v1/Core/TimeReports", params=params).json()
     assert (first["totalItemCount"], first["totalPages"], first["itemCount"]) == (2, 2, 1)
     assert first["items"][0]["objectName"] == "timereport.list"
@@ -233,15 +296,20 @@ def test_list_filters_and_paging(api: Api) -> None:
     assert second["items"][0]["id"] != first["items"][0]["id"]
     third = api("GET", "/v1/Core/TimeReports", params={**params, "page": 3}).json()
     assert third["items"] == [] and third["itemCount"] == 0
-    both = api("GET", "/v1/Core/TimeReports",
-               params={"page": 1, "filter.userIds": "2,3"}).json()
+    both = api("GET", "/v1/Core/TimeReports", params={"page": 1, "filter.userIds": "2,3"}).json()
     assert both["totalItemCount"] == 5
 
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"page": 0}, {"page": 1, "pageSize": 101}, {"page": 1, "filter.userIds": "a"},
-     {"page": 1, "sortBy": "nope"}, {"page": 1, "filter.from": "yesterday"}],
+    [
+        {},
+        {"page": 0},
+        {"page": 1, "pageSize": 101},
+        {"page": 1, "filter.userIds": "a"},
+        {"page": 1, "sortBy": "nope"},
+        {"page": 1, "filter.from": "yesterday"},
+    ],
 )
 def test_list_bad_parameters_are_400(api: Api, params: dict[str, Any]) -> None:
     r = api("GET", "/v1/Core/TimeReports", params=params)
@@ -250,8 +318,15 @@ def test_list_bad_parameters_are_400(api: Api, params: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/v1/Admin/Users", "/v1/Core/Projects", "/v1/Admin/Activities", "/v1/Admin/TimeCodes",
-     "/v1/Admin/TimeArticles", "/v1/Admin/InternalProjects", "/v1/Admin/AbsenceProjects"],
+    [
+        "/v1/Admin/Users",
+        "/v1/Core/Projects",
+        "/v1/Admin/Activities",
+        "/v1/Admin/TimeCodes",
+        "/v1/Admin/TimeArticles",
+        "/v1/Admin/InternalProjects",
+        "/v1/Admin/AbsenceProjects",
+    ],
 )
 def test_registries_are_paged_lists(api: Api, path: str) -> None:
     body = api("GET", path, params={"page": 1}).json()

@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from clockify_relay.sandbox.clockify import ClockifyFake
+from clockify_relay.sandbox.clockify import REST_KEYS, ClockifyFake
 from clockify_relay.sandbox.server import SandboxServer
+from tests.fixture_loader import fixture_json
 
 KEY = {"X-Api-Key": "sandbox-clockify-key"}
 WS = "64a687e29ae1f428e7ebe303"
@@ -20,8 +21,11 @@ ENTRY: dict[str, Any] = {
     "billable": True,
     "projectId": "25b687e29ae1f428e7ebe123",
     "tagIds": [],
-    "timeInterval": {"start": "2024-01-01T08:00:00Z", "end": "2024-01-01T09:30:00Z",
-                     "duration": "PT1H30M"},
+    "timeInterval": {
+        "start": "2024-01-01T08:00:00Z",
+        "end": "2024-01-01T09:30:00Z",
+        "duration": "PT1H30M",
+    },
     "type": "REGULAR",
 }
 
@@ -38,8 +42,51 @@ def test_get_time_entry(sandbox: SandboxServer, http: httpx.Client) -> None:
     assert _seed(http, sandbox, ENTRY).status_code == 200
     r = http.get(_entry_url(sandbox), headers=KEY)
     assert r.status_code == 200
-    assert r.json() == ENTRY
+    body = r.json()
+    # The documented response: its keys only, the duration as seconds in a string.
+    assert list(body) == list(REST_KEYS)
+    assert body["timeInterval"] == {
+        "duration": "5400",
+        "end": "2024-01-01T09:30:00Z",
+        "start": "2024-01-01T08:00:00Z",
+    }
+    assert {k: body[k] for k in ENTRY if k != "timeInterval"} == {
+        k: v for k, v in ENTRY.items() if k != "timeInterval"
+    }
+    assert body["taskId"] is None and body["kioskId"] is None
     assert sandbox.state()["clockify"]["time_entries"] == [ENTRY]
+
+
+def test_webhook_shaped_seed_is_answered_in_rest_form(
+    sandbox: SandboxServer, http: httpx.Client
+) -> None:
+    # A webhook body carries timeZone, offsets, zoned times and nested objects; the REST API
+    # answers none of them ("Get a specific time entry on workspace").
+    webhook = fixture_json("NEW_TIME_ENTRY")
+    assert webhook["timeInterval"]["timeZone"] == "Europe/Stockholm"
+    assert _seed(http, sandbox, webhook).status_code == 200
+    url = _entry_url(sandbox, ws=webhook["workspaceId"], entry_id=webhook["id"])
+    body = http.get(url, headers=KEY).json()
+    assert list(body) == list(REST_KEYS)
+    assert body["timeInterval"] == {
+        "duration": "5400",
+        "end": webhook["timeInterval"]["end"],
+        "start": webhook["timeInterval"]["start"],
+    }
+    assert body["projectId"] == webhook["project"]["id"]
+    assert body["taskId"] == webhook["task"]["id"]
+    assert body["userId"] == webhook["userId"]
+    assert body["tagIds"] == [t["id"] for t in webhook["tags"]]
+
+
+def test_running_entry_has_no_duration(sandbox: SandboxServer, http: httpx.Client) -> None:
+    running = {
+        **ENTRY,
+        "timeInterval": {"start": "2024-01-01T08:00:00Z", "end": None, "duration": None},
+    }
+    _seed(http, sandbox, running)
+    interval = http.get(_entry_url(sandbox), headers=KEY).json()["timeInterval"]
+    assert interval == {"duration": None, "end": None, "start": "2024-01-01T08:00:00Z"}
 
 
 def test_put_replaces(sandbox: SandboxServer, http: httpx.Client) -> None:
@@ -54,8 +101,11 @@ def test_wrong_or_missing_key_is_401(
     sandbox: SandboxServer, http: httpx.Client, headers: dict[str, str]
 ) -> None:
     _seed(http, sandbox, ENTRY)
-    for url in (_entry_url(sandbox), f"{sandbox.base_urls['clockify']}/v1/user",
-                f"{sandbox.base_urls['clockify']}/v1/workspaces/{WS}"):
+    for url in (
+        _entry_url(sandbox),
+        f"{sandbox.base_urls['clockify']}/v1/user",
+        f"{sandbox.base_urls['clockify']}/v1/workspaces/{WS}",
+    ):
         r = http.get(url, headers=headers)
         assert r.status_code == 401
         assert set(r.json()) == {"message", "code"}
@@ -102,6 +152,8 @@ def test_workspace_probe(sandbox: SandboxServer, http: httpx.Client) -> None:
         {**ENTRY, "id": ""},
         {k: v for k, v in ENTRY.items() if k != "workspaceId"},
         {**ENTRY, "timeInterval": {"end": "2024-01-01T09:30:00Z"}},
+        {**ENTRY, "timeInterval": {"start": "2024-01-01T08:00:00"}},
+        {**ENTRY, "timeInterval": {"start": "2024-01-01T08:00:00Z", "end": "later"}},
         [ENTRY],
     ],
 )

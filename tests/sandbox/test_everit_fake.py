@@ -19,7 +19,9 @@ def _url(sandbox: SandboxServer) -> str:
 
 
 def _create(
-    http: httpx.Client, sandbox: SandboxServer, headers: dict[str, str] | None = None,
+    http: httpx.Client,
+    sandbox: SandboxServer,
+    headers: dict[str, str] | None = None,
     **fields: Any,
 ) -> httpx.Response:
     body = {"workDate": "2024-04-24", "durationInSeconds": 3600, **fields}
@@ -28,20 +30,37 @@ def _create(
 
 def test_create_get_and_state(sandbox: SandboxServer, http: httpx.Client) -> None:
     r = _create(
-        http, sandbox,
-        headers={**HEADERS, "x-timezone": "Europe/Budapest",
-                 "x-everit-on-behalf-account": "acc-1"},
-        description="my description", isBillable=True, worklogTagIds=[1, 5], issueId=10182,
+        http,
+        sandbox,
+        headers={**HEADERS, "x-timezone": "Europe/Budapest", "x-everit-on-behalf-account": "acc-1"},
+        description="my description",
+        isBillable=True,
+        worklogTagIds=[1, 5],
+        issueId=10182,
         workStartTime="12:00",
     )
     assert r.status_code == 200
     worklog = r.json()
     assert isinstance(worklog["worklogId"], int)
     assert isinstance(worklog["jiraWorklogId"], int)
-    assert {k: worklog[k] for k in ("description", "durationInSeconds", "isBillable",
-                                    "issueId", "workDate", "worklogTagIds", "workStartTime")} == {
-        "description": "my description", "durationInSeconds": 3600, "isBillable": True,
-        "issueId": 10182, "workDate": "2024-04-24", "worklogTagIds": [1, 5],
+    assert {
+        k: worklog[k]
+        for k in (
+            "description",
+            "durationInSeconds",
+            "isBillable",
+            "issueId",
+            "workDate",
+            "worklogTagIds",
+            "workStartTime",
+        )
+    } == {
+        "description": "my description",
+        "durationInSeconds": 3600,
+        "isBillable": True,
+        "issueId": 10182,
+        "workDate": "2024-04-24",
+        "worklogTagIds": [1, 5],
         "workStartTime": "12:00",
     }
     got = http.get(_url(sandbox), params={"worklogId": worklog["worklogId"]}, headers=HEADERS)
@@ -112,7 +131,9 @@ def test_csrf_header_may_be_any_text(sandbox: SandboxServer, http: httpx.Client)
     ],
 )
 def test_invalid_new_worklog_gets_documented_400(
-    sandbox: SandboxServer, http: httpx.Client, fields: dict[str, Any],
+    sandbox: SandboxServer,
+    http: httpx.Client,
+    fields: dict[str, Any],
     expected: tuple[str, list[str]],
 ) -> None:
     r = _create(http, sandbox, **fields)
@@ -133,8 +154,10 @@ def test_patch_updates_only_defined_fields(sandbox: SandboxServer, http: httpx.C
     created = _create(http, sandbox, description="before", workStartTime="08:00").json()
     r = http.patch(
         _url(sandbox),
-        json={"worklogId": created["worklogId"],
-              "partialWorklog": {"durationInSeconds": 10800, "description": None}},
+        json={
+            "worklogId": created["worklogId"],
+            "partialWorklog": {"durationInSeconds": 10800, "description": None},
+        },
         headers={**HEADERS, "x-everit-on-behalf-account": "acc-2"},
     )
     assert r.status_code == 200
@@ -161,12 +184,14 @@ def test_patch_unknown_id_is_200_worklog_not_found(
     sandbox: SandboxServer, http: httpx.Client
 ) -> None:
     r = http.patch(
-        _url(sandbox), json={"worklogId": 181, "partialWorklog": {"description": "x"}},
+        _url(sandbox),
+        json={"worklogId": 181, "partialWorklog": {"description": "x"}},
         headers=HEADERS,
     )
     assert r.status_code == 200
     assert r.json() == {
-        "error": {"message": None, "result": NOT_FOUND, "worklogId": 181}, "worklog": None,
+        "error": {"message": None, "result": NOT_FOUND, "worklogId": 181},
+        "worklog": None,
     }
 
 
@@ -176,14 +201,18 @@ def test_patch_unknown_id_is_200_worklog_not_found(
         ({"partialWorklog": {}}, ("Required", ["worklogId"])),
         ({"worklogId": 1}, ("Required", ["partialWorklog"])),
         ({"worklogId": "1", "partialWorklog": {}}, ("InvalidFormat", ["worklogId"])),
-        ({"worklogId": 1, "partialWorklog": {"workDate": "x"}},
-         ("InvalidFormat", ["partialWorklog", "workDate"])),
+        (
+            {"worklogId": 1, "partialWorklog": {"workDate": "x"}},
+            ("InvalidFormat", ["partialWorklog", "workDate"]),
+        ),
         # The doc's body shape: the fields go inside partialWorklog, not at the top level.
         ({"worklogId": 1, "description": "x"}, ("Invalid", ["description"])),
     ],
 )
 def test_invalid_patch_is_400(
-    sandbox: SandboxServer, http: httpx.Client, body: dict[str, Any],
+    sandbox: SandboxServer,
+    http: httpx.Client,
+    body: dict[str, Any],
     expected: tuple[str, list[str]],
 ) -> None:
     _create(http, sandbox)
@@ -228,6 +257,28 @@ def test_forbidden_on_behalf_account_is_479(sandbox: SandboxServer, http: httpx.
     assert ok.status_code == 200
     bad = http.put(f"{sandbox.url}/_sandbox/everit/forbidden-accounts", json={"a": 1})
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("account", [None, "acc-1", "acc-forbidden"])
+def test_delete_and_get_accept_the_on_behalf_header_or_none(
+    sandbox: SandboxServer, http: httpx.Client, account: str | None
+) -> None:
+    # The doc lists x-everit-on-behalf-account for POST and PATCH only: DELETE and GET take it
+    # or not, and it does not change their answer (not even for a forbidden account).
+    http.put(f"{sandbox.url}/_sandbox/everit/forbidden-accounts", json=["acc-forbidden"])
+    headers = dict(HEADERS)
+    if account is not None:
+        headers["x-everit-on-behalf-account"] = account
+    worklog_id = _create(http, sandbox).json()["worklogId"]
+    got = http.get(_url(sandbox), params={"worklogId": worklog_id}, headers=headers)
+    assert got.status_code == 200 and got.json()["worklogId"] == worklog_id
+    r = http.delete(_url(sandbox), params={"worklogId": worklog_id}, headers=headers)
+    assert (r.status_code, r.json()) == (200, {"error": None})
+    [deleted] = sandbox.state()["everit"]["deleted"]
+    assert deleted["worklogId"] == worklog_id
+    assert deleted["_headers"]["x-everit-on-behalf-account"] == account
+    sandbox.reset()
+    assert sandbox.state()["everit"]["deleted"] == []
 
 
 def test_reset_restarts_ids(sandbox: SandboxServer, http: httpx.Client) -> None:

@@ -1,18 +1,44 @@
-"""Clockify REST client for re-reading an entry's truth (docs/ARCHITECTURE.md §3, rule 5)."""
+"""Clockify REST client for re-reading an entry's truth (docs/ARCHITECTURE.md §3, rule 5).
+
+Clockify documents its rate limit (50 requests/s, for add-on tokens) and the answer past it: an
+error whose description is "Too many requests" -- no status is given. So that answer is a
+:class:`TransientError` whatever status it comes with: a 404 carrying it is no deletion, a
+403 no refused key, a 200 no time entry.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import redis
 
-from clockify_relay.connectors.http import BaseClient
-from clockify_relay.errors import ConfigurationError, PermanentError
+from clockify_relay.connectors.http import BaseClient, excerpt
+from clockify_relay.errors import ConfigurationError, PermanentError, TransientError
 from clockify_relay.ratelimit import RateLimiter
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
+
+TOO_MANY_REQUESTS = "too many requests"
+# Seconds every worker holds off after a "Too many requests" that names no wait.
+TOO_MANY_REQUESTS_PAUSE = 1.0
+
+
+def too_many_requests(response: httpx.Response) -> bool:
+    """True when the body is Clockify's "Too many requests" error (JSON ``message`` or text).
+
+    Only an error's ``message`` (or a body that is not JSON) is read, so a time entry whose
+    description mentions the words is not mistaken for it.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return TOO_MANY_REQUESTS in response.text[:200].lower()
+    if isinstance(body, Mapping):
+        body = body.get("message")
+    return isinstance(body, str) and TOO_MANY_REQUESTS in body.lower()
 
 
 class ClockifyClient(BaseClient):
@@ -35,7 +61,8 @@ class ClockifyClient(BaseClient):
             transport=transport,
         )
         self._proven_workspaces: set[str] = set()
-        # Clockify allows 50 requests/s per key; every worker shares one pace through Redis.
+        # Every worker shares one pace through Redis: CLOCKIFY_API_RATE, by default below the
+        # 50 requests/s Clockify documents for add-on tokens (this client uses X-Api-Key).
         self._limiter: RateLimiter | None = None
         if redis_client is not None:
             key_id = hashlib.sha256(settings.clockify_api_key.reveal().encode()).hexdigest()[:16]
@@ -49,6 +76,43 @@ class ClockifyClient(BaseClient):
     def before_request(self) -> None:
         if self._limiter is not None:
             self._limiter.acquire()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        allow_statuses: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """As the base client, but "Too many requests" is transient even with a 2xx or an
+        allowed status (a 404 that says it must not read as "deleted")."""
+        response = super().request(
+            method, path, json=json, params=params, headers=headers, allow_statuses=allow_statuses
+        )
+        if too_many_requests(response):
+            self._refused(method, path, response)
+        return response
+
+    def raise_for_response(self, method: str, path: str, response: httpx.Response) -> None:
+        """As the base client, but "Too many requests" is transient whatever its status."""
+        if too_many_requests(response):
+            self._refused(method, path, response)
+        super().raise_for_response(method, path, response)
+
+    def _refused(self, method: str, path: str, response: httpx.Response) -> None:
+        wait = self.retry_after(response)
+        if self._limiter is not None:
+            # Slow every worker down, not only this one.
+            self._limiter.hold_off(TOO_MANY_REQUESTS_PAUSE if wait is None else wait)
+        raise TransientError(
+            f"clockify: {method} {path} → {response.status_code} Too many requests",
+            status=response.status_code,
+            response_excerpt=excerpt(response.text),
+            retry_after=wait,
+        )
 
     def get_time_entry(self, workspace_id: str, entry_id: str) -> dict[str, Any] | None:
         """The entry as Clockify has it now, or None when Clockify says it does not exist.

@@ -37,7 +37,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import redis
@@ -244,6 +244,11 @@ class DeliveryEngine:
                 current = parse_time_entry(truth)
             except PayloadError as exc:
                 raise PermanentError(f"unusable entry from the Clockify API: {exc}") from None
+            if current.time_zone is None and current.user_id == entry.user_id:
+                # The REST entry has no timeZone: keep the webhook's (the owner's) zone, or
+                # else owner_zone() falls back to the configured user zone, then the default
+                # (README "Local time"). Another owner's webhook zone is not theirs.
+                current = replace(current, time_zone=entry.time_zone)
             state.revive()
             outcome = self._apply(current, state, "re-read from Clockify")
             state.advance(sequence)

@@ -17,10 +17,13 @@ What it enforces, as documented:
   ``filter.userIds``, ``filter.projectId``, ``filter.internalProjectId``,
   ``filter.absenceProjectId``, ``filter.isAttested``; ``sortBy``/``sortOrder``), ``POST``, and
   ``GET``/``PUT``/``DELETE /v1/Core/TimeReports/{id}``. Missing required fields or ids that point
-  to nothing → 400 ``{"message": "The request is invalid.", "modelState": {...}}``. As the doc
-  says, an unknown report id is a 400 (not a 404), and so is changing or deleting a report that
-  is attested or invoiced. Create and update answer 200 with the ``timereport.detail`` object
-  (the doc shows no response body; the fake follows the other create endpoints).
+  to nothing → 400 ``{"message": "The request is invalid.", "modelState": {...}}``; so is a
+  ``clockEnd`` at or before ``clockStart`` (both "hh:mm", 24-hour clock, on the report's one
+  date: ``23:15``-``00:00`` is refused). As the doc says, an unknown report id is a 400 (not a
+  404), and so is changing or deleting a report that is attested or invoiced. Create and update
+  answer 200; the doc shows no response body for them ("200 OK"), so what comes with it is the
+  fake's :attr:`BlikkFake.write_response`: ``"detail"`` (default: the ``timereport.detail``
+  object, as other create endpoints answer) or ``"empty"`` (the bare 200 the doc shows).
 * Registries, paged: ``/v1/Admin/Users``, ``/v1/Core/Projects``, ``/v1/Admin/InternalProjects``,
   ``/v1/Admin/AbsenceProjects``, ``/v1/Admin/Activities``, ``/v1/Admin/TimeCodes``,
   ``/v1/Admin/TimeArticles`` -- seeded with a few records.
@@ -34,6 +37,8 @@ Control routes (under ``/_sandbox/blikk``, neither counted nor faulted):
 * ``POST /registries/{name}`` -- add a record to a registry (``users``, ``projects``,
   ``internalprojects``, ``absenceprojects``, ``activities``, ``timecodes``, ``timearticles``);
   body: the record's fields (``id`` optional).
+* ``PUT /write-response`` -- body ``{"write_response": "detail" | "empty"}``: what create and
+  update answer with their 200 until the next reset.
 """
 
 from __future__ import annotations
@@ -64,15 +69,29 @@ from clockify_relay.sandbox.core import (
 )
 
 WINDOW = 1.0  # seconds of the sliding rate-limit window
+# What a create/update 200 carries (the doc shows none): the detail object, or nothing.
+WRITE_RESPONSES = ("detail", "empty")
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _REQUIRED = (
-    "date", "hours", "invoiceableHours", "userId", "activityId", "timeCodeId", "timeArticleId",
+    "date",
+    "hours",
+    "invoiceableHours",
+    "userId",
+    "activityId",
+    "timeCodeId",
+    "timeArticleId",
 )
 _SORTABLE = {
-    "date", "userName", "hours", "invoiceableHours", "sentToAttestDate", "attestedDate",
-    "createdDate", "updatedDate",
+    "date",
+    "userName",
+    "hours",
+    "invoiceableHours",
+    "sentToAttestDate",
+    "attestedDate",
+    "createdDate",
+    "updatedDate",
 }
 
 # Registry name (control route) → (API path, objectName of list items).
@@ -102,54 +121,102 @@ def _seed() -> dict[str, dict[int, dict[str, Any]]]:
 
     def user(uid: int, first: str, last: str) -> dict[str, Any]:
         return {
-            "id": uid, "firstName": first, "lastName": last, "startDate": "2021-02-01",
+            "id": uid,
+            "firstName": first,
+            "lastName": last,
+            "startDate": "2021-02-01",
             "endDate": None,
-            "timeReportingProfile": _name_id(5, "Default profile"), "department": None,
-            "license": "total", "permissions": ["administrator"], "createdBy": admin,
-            "updatedBy": None, "createdDate": created, "updatedDate": None,
+            "timeReportingProfile": _name_id(5, "Default profile"),
+            "department": None,
+            "license": "total",
+            "permissions": ["administrator"],
+            "createdBy": admin,
+            "updatedBy": None,
+            "createdDate": created,
+            "updatedDate": None,
         }
 
     def project(pid: int, number: str, title: str, customer: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": pid, "orderNumber": number, "title": title,
-            "status": {"objectName": "project.list.status", "id": 1, "name": "Ongoing",
-                       "isCompletedStatus": False},
-            "startDate": "2021-02-01", "endDate": None, "invoiceType": "Ongoing",
-            "location": None, "projectManager": admin, "customer": customer,
-            "projectCollection": None, "createdBy": admin, "updatedBy": None,
-            "created": created, "updated": None,
+            "id": pid,
+            "orderNumber": number,
+            "title": title,
+            "status": {
+                "objectName": "project.list.status",
+                "id": 1,
+                "name": "Ongoing",
+                "isCompletedStatus": False,
+            },
+            "startDate": "2021-02-01",
+            "endDate": None,
+            "invoiceType": "Ongoing",
+            "location": None,
+            "projectManager": admin,
+            "customer": customer,
+            "projectCollection": None,
+            "createdBy": admin,
+            "updatedBy": None,
+            "created": created,
+            "updated": None,
         }
 
     def simple(rid: int, name: str, **extra: Any) -> dict[str, Any]:
-        return {"id": rid, "name": name, "isActive": True, **extra, "createdBy": admin,
-                "updatedBy": None, "created": created, "updated": None}
+        return {
+            "id": rid,
+            "name": name,
+            "isActive": True,
+            **extra,
+            "createdBy": admin,
+            "updatedBy": None,
+            "created": created,
+            "updated": None,
+        }
 
     return {
-        "users": {u["id"]: u for u in (user(1, "John", "Doe"), user(2, "Jane", "Doe"),
-                                       user(3, "Anna", "Lindqvist"))},
-        "projects": {p["id"]: p for p in (
-            project(1, "26", "Website relaunch", _name_id(87, "Nordlys AB")),
-            project(2, "27", "Maintenance", _name_id(88, "Microsoft")),
-        )},
+        "users": {
+            u["id"]: u
+            for u in (user(1, "John", "Doe"), user(2, "Jane", "Doe"), user(3, "Anna", "Lindqvist"))
+        },
+        "projects": {
+            p["id"]: p
+            for p in (
+                project(1, "26", "Website relaunch", _name_id(87, "Nordlys AB")),
+                project(2, "27", "Maintenance", _name_id(88, "Microsoft")),
+            )
+        },
         "internalprojects": {10: simple(10, "Internal", commentRequiredWhenTimeReporting=False)},
-        "absenceprojects": {20: simple(
-            20, "Vacation", commentRequiredWhenTimeReporting=False,
-            salaryCodeForMonthlySalary="040", salaryCodeForHourlySalary="040",
-            refersToSickness=False,
-        )},
-        "activities": {a["id"]: a for a in (
-            simple(1, "Development", preferredTimeCode=None, preferredTimeArticle=None),
-            simple(2, "Project management", preferredTimeCode=None, preferredTimeArticle=None),
-            simple(3, "Design", preferredTimeCode=None, preferredTimeArticle=None),
-        )},
-        "timecodes": {c["id"]: c for c in (
-            simple(1, "Normal", description="Normal time", isStandard=True),
-            simple(2, "Overtime", description="Overtime", isStandard=False),
-        )},
-        "timearticles": {a["id"]: a for a in (
-            simple(1, "Work hours", description="Hours worked"),
-            simple(2, "Travel hours", description="Hours travelled"),
-        )},
+        "absenceprojects": {
+            20: simple(
+                20,
+                "Vacation",
+                commentRequiredWhenTimeReporting=False,
+                salaryCodeForMonthlySalary="040",
+                salaryCodeForHourlySalary="040",
+                refersToSickness=False,
+            )
+        },
+        "activities": {
+            a["id"]: a
+            for a in (
+                simple(1, "Development", preferredTimeCode=None, preferredTimeArticle=None),
+                simple(2, "Project management", preferredTimeCode=None, preferredTimeArticle=None),
+                simple(3, "Design", preferredTimeCode=None, preferredTimeArticle=None),
+            )
+        },
+        "timecodes": {
+            c["id"]: c
+            for c in (
+                simple(1, "Normal", description="Normal time", isStandard=True),
+                simple(2, "Overtime", description="Overtime", isStandard=False),
+            )
+        },
+        "timearticles": {
+            a["id"]: a
+            for a in (
+                simple(1, "Work hours", description="Hours worked"),
+                simple(2, "Travel hours", description="Hours travelled"),
+            )
+        },
     }
 
 
@@ -214,6 +281,7 @@ class BlikkFake(FakeTarget):
             self.requests_per_key: dict[str, int] = {}
             self.max_in_any_second = 0
             self.rejected_429 = 0
+            self.write_response = "detail"
 
     def state(self) -> dict[str, Any]:
         """Reports in Blikk's field names, rate-limit counters and the measured peak rate."""
@@ -224,7 +292,15 @@ class BlikkFake(FakeTarget):
                 "requests_per_token": dict(self.requests_per_key),
                 "max_requests_in_any_second": self.max_in_any_second,
                 "tokens_issued": len(self.tokens),
+                "write_response": self.write_response,
             }
+
+    def set_write_response(self, mode: str) -> None:
+        """Make create/update answer ``"detail"`` or ``"empty"`` (ValueError otherwise)."""
+        if mode not in WRITE_RESPONSES:
+            raise ValueError(f"write_response must be one of {list(WRITE_RESPONSES)}")
+        with self.lock:
+            self.write_response = mode
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -243,12 +319,14 @@ class BlikkFake(FakeTarget):
         return routes
 
     def control_routes(self) -> list[BaseRoute]:
-        """Test controls: attest / invoice a report, expire tokens, add registry records."""
+        """Test controls: attest / invoice a report, expire tokens, add registry records, choose
+        what create/update answer."""
         return [
             Route("/timereports/{id:int}/attest", self._attest, methods=["POST"]),
             Route("/timereports/{id:int}/invoice", self._invoice, methods=["POST"]),
             Route("/tokens/expire", self._expire_tokens, methods=["POST"]),
             Route("/registries/{kind}", self._add_registry_record, methods=["POST"]),
+            Route("/write-response", self._put_write_response, methods=["PUT"]),
         ]
 
     # -- rate limiting and auth -----------------------------------------------------------------
@@ -291,8 +369,8 @@ class BlikkFake(FakeTarget):
         if scheme.lower() != "basic":
             return _message("Authorization has been denied for this request.", 401)
         try:
-            app_id, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(
-                ":"
+            app_id, sep, secret = (
+                base64.b64decode(value.strip(), validate=True).decode().partition(":")
             )
         except (binascii.Error, UnicodeDecodeError):
             return _message("Authorization has been denied for this request.", 401)
@@ -305,11 +383,13 @@ class BlikkFake(FakeTarget):
         expires_at = time.time() + self.config.blikk_token_ttl
         with self.lock:
             self.tokens[token] = (app_id, expires_at)
-        return json_response({
-            "objectName": "auth.token",
-            "accessToken": token,
-            "expires": _stamp(datetime.fromtimestamp(expires_at, UTC)),
-        })
+        return json_response(
+            {
+                "objectName": "auth.token",
+                "accessToken": token,
+                "expires": _stamp(datetime.fromtimestamp(expires_at, UTC)),
+            }
+        )
 
     # -- paging ---------------------------------------------------------------------------------
 
@@ -348,9 +428,7 @@ class BlikkFake(FakeTarget):
             "items": chunk,
         }
 
-    def _registry_handler(
-        self, kind: str, object_name: str
-    ) -> Callable[[Request], Any]:
+    def _registry_handler(self, kind: str, object_name: str) -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
             refused = self._bearer(request)
             if refused is not None:
@@ -405,26 +483,34 @@ class BlikkFake(FakeTarget):
         }
         if detail:
             out["attestedByUser"] = _name_id(1, "John Doe") if report["attestedDate"] else None
-        out.update({
-            "user": ref("users", report["userId"]),
-            "contact": copy.deepcopy(project["customer"]) if project else None,
-            "project": ref("projects", report["projectId"]),
-            "internalProject": ref("internalprojects", report["internalProjectId"]),
-            "absenceProject": ref("absenceprojects", report["absenceProjectId"]),
-            "activity": ref("activities", report["activityId"]),
-            "timeCode": ref("timecodes", report["timeCodeId"]),
-            "timeArticle": ref("timearticles", report["timeArticleId"]),
-            "costCenter": None,
-            "invoiceId": report["invoiceId"],
-        })
+        out.update(
+            {
+                "user": ref("users", report["userId"]),
+                "contact": copy.deepcopy(project["customer"]) if project else None,
+                "project": ref("projects", report["projectId"]),
+                "internalProject": ref("internalprojects", report["internalProjectId"]),
+                "absenceProject": ref("absenceprojects", report["absenceProjectId"]),
+                "activity": ref("activities", report["activityId"]),
+                "timeCode": ref("timecodes", report["timeCodeId"]),
+                "timeArticle": ref("timearticles", report["timeArticleId"]),
+                "costCenter": None,
+                "invoiceId": report["invoiceId"],
+            }
+        )
         if detail:
-            out.update({
-                "bookingProject": None,
-                "task": _name_id(report["taskId"], f"Task {report['taskId']}")
-                if report["taskId"] is not None else None,
-                "travelReport": None, "allowanceReport": None,
-                "materials": [], "equipments": [], "additions": [],
-            })
+            out.update(
+                {
+                    "bookingProject": None,
+                    "task": _name_id(report["taskId"], f"Task {report['taskId']}")
+                    if report["taskId"] is not None
+                    else None,
+                    "travelReport": None,
+                    "allowanceReport": None,
+                    "materials": [],
+                    "equipments": [],
+                    "additions": [],
+                }
+            )
         else:
             out.update({"travelReportId": None, "allowanceReportId": None})
         out.update({"createdDate": report["createdDate"], "updatedDate": report["updatedDate"]})
@@ -449,10 +535,20 @@ class BlikkFake(FakeTarget):
             value = body.get(key)
             if value is not None and not (isinstance(value, str) and _CLOCK.match(value)):
                 errors[key] = [f'The field {key} must be formatted as "hh:mm".']
+        # One report is one date: its end cannot come at or before its start ("hh:mm" has no
+        # 24:00, so "00:00" is the start of that date, not the end of it).
+        start, end = body.get("clockStart"), body.get("clockEnd")
+        clocks_valid = not errors.keys() & {"clockStart", "clockEnd"}
+        if start is not None and end is not None and clocks_valid and end <= start:
+            errors["clockEnd"] = ["The field clockEnd must be later than clockStart."]
         refs = {
-            "userId": "users", "projectId": "projects", "internalProjectId": "internalprojects",
-            "absenceProjectId": "absenceprojects", "activityId": "activities",
-            "timeCodeId": "timecodes", "timeArticleId": "timearticles",
+            "userId": "users",
+            "projectId": "projects",
+            "internalProjectId": "internalprojects",
+            "absenceProjectId": "absenceprojects",
+            "activityId": "activities",
+            "timeCodeId": "timecodes",
+            "timeArticleId": "timearticles",
         }
         with self.lock:
             for key, kind in refs.items():
@@ -475,10 +571,20 @@ class BlikkFake(FakeTarget):
             return {}, errors
         fields = {
             "date": day.isoformat() if day else None,
-            **{key: body.get(key) for key in (
-                "clockStart", "clockEnd", "hours", "invoiceableHours", "breakMinutes", "comment",
-                "internalComment", *refs, "taskId",
-            )},
+            **{
+                key: body.get(key)
+                for key in (
+                    "clockStart",
+                    "clockEnd",
+                    "hours",
+                    "invoiceableHours",
+                    "breakMinutes",
+                    "comment",
+                    "internalComment",
+                    *refs,
+                    "taskId",
+                )
+            },
         }
         return fields, {}
 
@@ -497,11 +603,22 @@ class BlikkFake(FakeTarget):
             report_id = self.next_report_id
             self.next_report_id += 1
             report = {
-                "id": report_id, **fields, "sentToAttestDate": None, "attestedDate": None,
-                "invoiceId": None, "createdDate": _stamp(), "updatedDate": None,
+                "id": report_id,
+                **fields,
+                "sentToAttestDate": None,
+                "attestedDate": None,
+                "invoiceId": None,
+                "createdDate": _stamp(),
+                "updatedDate": None,
             }
             self.reports[report_id] = report
-            return json_response(self._render(report, detail=True))
+            return self._written(report)
+
+    def _written(self, report: Mapping[str, Any]) -> Response:
+        """The 200 of a create or update, with or without the report (``write_response``)."""
+        if self.write_response == "empty":
+            return Response(status_code=200)
+        return json_response(self._render(report, detail=True))
 
     def _not_found(self) -> Response:
         # The doc: 400 (not 404) when the report could not be found.
@@ -548,7 +665,7 @@ class BlikkFake(FakeTarget):
             if report is None:
                 return self._not_found()
             report.update(fields, updatedDate=_stamp())
-            return json_response(self._render(report, detail=True))
+            return self._written(report)
 
     async def _delete_report(self, request: Request) -> Response:
         refused = self._bearer(request)
@@ -622,6 +739,7 @@ class BlikkFake(FakeTarget):
                     continue
                 selected.append(self._render(report, detail=False))
         if sort_by is not None:
+
             def sort_key(item: dict[str, Any]) -> tuple[bool, Any]:
                 value = item["user"]["name"] if sort_by == "userName" else item.get(sort_by)
                 return (value is None, value if value is not None else 0)
@@ -666,6 +784,18 @@ class BlikkFake(FakeTarget):
         """Make every issued token invalid from now on (for in-process tests)."""
         with self.lock:
             self.tokens = {t: (app, 0.0) for t, (app, _) in self.tokens.items()}
+
+    async def _put_write_response(self, request: Request) -> Response:
+        try:
+            body = await read_json(request)
+        except InvalidJSON as exc:
+            return _message(str(exc))
+        mode = body.get("write_response") if isinstance(body, dict) else None
+        try:
+            self.set_write_response(mode if isinstance(mode, str) else "")
+        except ValueError as exc:
+            return _message(str(exc))
+        return json_response({"write_response": self.write_response})
 
     async def _add_registry_record(self, request: Request) -> Response:
         kind = request.path_params["kind"]

@@ -7,9 +7,11 @@ Faithful to /work/shared/api-docs/everit-worklog-api.txt:
   (``{"worklogId", "jiraWorklogId", "partialWorklog"}``);
 * ``x-everit-api-key`` must equal the configured key (401 otherwise); ``x-requested-by`` (CSRF)
   must be present on writes, empty allowed; ``x-timezone`` and ``x-everit-on-behalf-account``
-  are optional and recorded under ``_headers`` in the state;
-* 479 (missing Timetracker permission) for on-behalf accounts put on the fake's forbidden list
-  via ``PUT /_sandbox/everit/forbidden-accounts``;
+  are optional and recorded under ``_headers`` in the state (for a DELETE, in ``deleted``);
+* ``x-everit-on-behalf-account`` is documented for POST and PATCH only: there, an account on the
+  fake's forbidden list (``PUT /_sandbox/everit/forbidden-accounts``) gets 479 (missing
+  Timetracker permission). DELETE and GET are accepted with or without it (the doc is silent on
+  what Everit does with it there), and it has no effect on them;
 * invalid input -> 400 ``{"additionalErrors": [...], "fieldErrors": [{"errorType", "paths"}]}``;
 * an unknown id -> 200 ``{"error": {"message": null, "result": "WORKLOG_NOT_FOUND",
   "worklogId": N}}`` on PATCH/DELETE (plus ``"worklog": null`` on PATCH), 400 with the same
@@ -38,7 +40,12 @@ BASE_PATH = "/timetracker/api/latest/public"
 
 # Every field of NewWorklog / PartialWorklog, in the doc's order.
 WORKLOG_FIELDS = (
-    "description", "durationInSeconds", "isBillable", "issueId", "workDate", "worklogTagIds",
+    "description",
+    "durationInSeconds",
+    "isBillable",
+    "issueId",
+    "workDate",
+    "worklogTagIds",
     "workStartTime",
 )
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -156,6 +163,7 @@ class EveritFake(FakeTarget):
         self._worklogs: dict[int, dict[str, Any]] = {}
         self._next_id = 1
         self._forbidden_accounts: set[str] = set()
+        self._deleted: list[dict[str, Any]] = []
 
     # -- FakeTarget -------------------------------------------------------------------------
 
@@ -163,7 +171,8 @@ class EveritFake(FakeTarget):
         """``/timetracker/api/latest/public/worklog`` with GET, POST, PATCH and DELETE."""
         return [
             Route(
-                f"{BASE_PATH}/worklog", self._worklog,
+                f"{BASE_PATH}/worklog",
+                self._worklog,
                 methods=["GET", "POST", "PATCH", "DELETE"],
             )
         ]
@@ -173,13 +182,15 @@ class EveritFake(FakeTarget):
         return [Route("/forbidden-accounts", self._put_forbidden, methods=["PUT"])]
 
     def state(self) -> dict[str, Any]:
-        """``{"worklogs": [...], "forbidden_accounts": [...]}`` in Everit's field names."""
+        """``{"worklogs": [...], "deleted": [...], "forbidden_accounts": [...]}`` in Everit's
+        field names; ``deleted`` lists each deletion's ``worklogId`` and ``_headers``."""
         with self.lock:
             return {
                 "worklogs": [
                     {**self._public(w), "_headers": dict(w["_headers"])}
                     for w in self._worklogs.values()
                 ],
+                "deleted": [dict(d, _headers=dict(d["_headers"])) for d in self._deleted],
                 "forbidden_accounts": sorted(self._forbidden_accounts),
             }
 
@@ -189,6 +200,7 @@ class EveritFake(FakeTarget):
             self._worklogs.clear()
             self._next_id = 1
             self._forbidden_accounts.clear()
+            self._deleted.clear()
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -215,7 +227,7 @@ class EveritFake(FakeTarget):
             worklog_id = self._query_id(request)
             if request.method == "GET":
                 return self._get(worklog_id)
-            return self._delete(worklog_id)
+            return self._delete(worklog_id, self._recorded_headers(request))
         except EveritValidationError as exc:
             return exc.response()
 
@@ -227,8 +239,9 @@ class EveritFake(FakeTarget):
             # The doc makes the CSRF header mandatory on writes (value may be empty).
             return EveritValidationError([_field_error("Required", "x-requested-by")]).response()
         account = request.headers.get("x-everit-on-behalf-account")
+        documented = request.method in ("POST", "PATCH")  # the header's documented methods
         with self.lock:
-            forbidden = account is not None and account in self._forbidden_accounts
+            forbidden = documented and account is not None and account in self._forbidden_accounts
         if forbidden:
             return PlainTextResponse(
                 "The user does not have one of the necessary Timetracker permissions.",
@@ -282,8 +295,10 @@ class EveritFake(FakeTarget):
             if record is None:
                 missing = data.get("worklogId")
                 return json_response(
-                    {"error": _not_found(None if missing is None else int(missing)),
-                     "worklog": None}
+                    {
+                        "error": _not_found(None if missing is None else int(missing)),
+                        "worklog": None,
+                    }
                 )
             for key, value in data["partialWorklog"].items():
                 if value is not None:
@@ -298,11 +313,12 @@ class EveritFake(FakeTarget):
                 return json_response({"error": _not_found(worklog_id)}, status_code=400)
             return json_response(self._public(record))
 
-    def _delete(self, worklog_id: int | None) -> Response:
+    def _delete(self, worklog_id: int | None, headers: dict[str, str | None]) -> Response:
         with self.lock:
             if worklog_id is None or worklog_id not in self._worklogs:
                 return json_response({"error": _not_found(worklog_id)})
             del self._worklogs[worklog_id]
+            self._deleted.append({"worklogId": worklog_id, "_headers": headers})
             return json_response({"error": None})
 
     # -- helpers ----------------------------------------------------------------------------

@@ -9,6 +9,10 @@ shared schedule out, so no worker hammers Blikk while it is refusing.
 Blikk answers 400 both when a time report does not exist and when it is attested or invoiced.
 On a 400 to an update or a delete the connector reads the report to tell which: gone → a delete
 is done and an update re-creates it; attested or invoiced → :class:`PermanentError` saying so.
+
+Blikk documents a create's answer as "200 OK" with no body. When the answer carries no report
+id, the report is looked up by its ``clockify:<entry id>`` marker; a 2xx is never taken to mean
+"nothing was created".
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from clockify_relay.connectors.blikk import mapping
 from clockify_relay.connectors.blikk.auth import AccessToken, TokenCache, parse_expires, scope_of
 from clockify_relay.connectors.blikk.config import SECTION, BlikkConfig, parse_config
 from clockify_relay.connectors.http import BaseClient, excerpt, parse_retry_after
-from clockify_relay.errors import ConfigurationError, PermanentError
+from clockify_relay.errors import ConfigurationError, PermanentError, RelayError, TransientError
 from clockify_relay.ratelimit import RateLimiter
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
@@ -210,6 +214,18 @@ def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     return body
 
 
+def _created_id(response: httpx.Response) -> int | None:
+    """The report id in a create's answer, or None (the doc shows no body at all)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    report_id = body.get("id") if isinstance(body, dict) else None
+    if isinstance(report_id, int) and not isinstance(report_id, bool):
+        return report_id
+    return None
+
+
 def _report_id(remote_id: str) -> int:
     if not remote_id.isdigit():
         raise PermanentError(f"blikk: {remote_id!r} is not a Blikk time report id")
@@ -243,13 +259,31 @@ class BlikkConnector(Connector):
         return mapping.bookings(entry, self.config, owner_zone(entry, self.settings))
 
     def create(self, entry: TimeEntry, booking: Booking) -> str:
-        """``POST /v1/Core/TimeReports``; the new report's id."""
+        """``POST /v1/Core/TimeReports``; the new report's id (from the answer, else found by
+        its marker)."""
         response = self.client.call("POST", REPORTS_PATH, json=dict(booking.payload))
-        body = _json_object(response, f"POST {REPORTS_PATH}")
-        report_id = body.get("id")
-        if not isinstance(report_id, int) or isinstance(report_id, bool):
-            raise PermanentError(f"blikk: created time report has no id: {excerpt(response.text)}")
-        return str(report_id)
+        report_id = _created_id(response)
+        if report_id is not None:
+            return str(report_id)
+        # A 2xx without an id: the report was made. Errors from here on must leave the create
+        # "pending" (outcome unknown), so a retry reconciles instead of booking it twice.
+        what = (
+            f"blikk: POST {REPORTS_PATH} answered {response.status_code} without a report id "
+            f"and the report with marker {mapping.marker(entry.id)} on {booking.key}"
+        )
+        try:
+            found = self.find(entry, booking)
+        except RelayError as exc:
+            raise TransientError(
+                f"{what} could not be searched ({exc.message}); kept pending",
+                status=exc.status,
+                response_excerpt=exc.response_excerpt,
+                retry_after=exc.retry_after if isinstance(exc, TransientError) else None,
+                outcome_unknown=True,
+            ) from None
+        if found is None:
+            raise TransientError(f"{what} is not listed yet; kept pending", outcome_unknown=True)
+        return found
 
     def _existing(self, report_id: int) -> dict[str, Any] | None:
         """The report, or None when Blikk does not have it (it answers 400 for that)."""

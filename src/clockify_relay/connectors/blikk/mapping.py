@@ -3,8 +3,14 @@
 Blikk books time per day (``date`` plus optional ``clockStart``/``clockEnd``), so an entry that
 crosses local midnight in its owner's zone becomes one report per local day, keyed
 ``YYYY-MM-DD``. Hours are the real elapsed time of each part (a DST change inside an entry is
-counted as it happened), as decimal hours; the clock times are local wall-clock ``hh:mm`` and a
-part that runs to midnight ends at ``00:00``.
+counted as it happened), as decimal hours; the clock times are local wall-clock ``hh:mm``.
+
+A report has one date, and Blikk documents its clock times only as "hh:mm (24-hour clock)", so
+no end may read as earlier than its start: a part that runs to the next local midnight ends at
+``23:59`` (``00:00`` is the start of that date, and the document never mentions ``24:00``),
+and ``hours`` still carries the exact length, the last minute included. A part whose
+clock end is not after its clock start (under a minute on the clock, or the hour repeated when
+DST ends) is sent without clock times, which Blikk makes optional.
 
 ``internalComment`` carries ``clockify:<entry id>``: the marker :meth:`BlikkConnector.find`
 looks for to reconcile a create whose outcome is unknown. Customers never see the internal
@@ -89,6 +95,16 @@ def hours_of(seconds: int) -> float:
     return round(seconds / 3600, HOURS_DECIMALS)
 
 
+def clock_times(span: LocalSpan) -> tuple[str | None, str | None]:
+    """``clockStart``/``clockEnd`` of one local day's part, or (None, None) when the clock
+    cannot show it as an end after a start on that date (see the module docstring)."""
+    start = span.start.strftime("%H:%M")
+    end = "23:59" if span.end.date() > span.day else span.end.strftime("%H:%M")
+    if end <= start:
+        return None, None
+    return start, end
+
+
 def report_payload(entry: TimeEntry, span: LocalSpan, config: BlikkConfig) -> dict[str, Any]:
     """The ``POST``/``PUT /v1/Core/TimeReports`` body for one local day of an entry."""
     project = _project(entry, config)
@@ -97,12 +113,12 @@ def report_payload(entry: TimeEntry, span: LocalSpan, config: BlikkConfig) -> di
     hours = hours_of(span.seconds)
     invoiceable = hours if entry.billable or config.invoiceable_when_not_billable else 0.0
     task_id = config.tasks.get(entry.task_id) if entry.task_id else None
+    clock_start, clock_end = clock_times(span)
     return {
         # The request format of the doc's example ("2021-11-10 00:00:00").
         "date": f"{span.day.isoformat()} 00:00:00",
-        "clockStart": span.start.strftime("%H:%M"),
-        # A part that runs to the next local midnight ends at "00:00" (strftime of midnight).
-        "clockEnd": span.end.strftime("%H:%M"),
+        "clockStart": clock_start,
+        "clockEnd": clock_end,
         "hours": hours,
         "invoiceableHours": invoiceable,
         "breakMinutes": None,

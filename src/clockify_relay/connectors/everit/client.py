@@ -230,6 +230,9 @@ class EveritConnector(Connector):
     def delete(self, entry: TimeEntry, remote_id: str) -> None:
         """DELETE the worklog; WORKLOG_NOT_FOUND counts as deleted."""
         zone, account = self._context(entry)
+        # The on-behalf header is documented for POST and PATCH only.
+        if not self.config.on_behalf_for_delete:
+            account = None
         self.client.delete_worklog(_worklog_id(remote_id), zone=zone, account=account)
 
     def probe(self) -> str:

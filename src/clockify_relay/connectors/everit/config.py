@@ -11,6 +11,7 @@ mapping. Example::
     timeout = 15                  # seconds per request (optional)
     requested_by = "clockify-relay"   # x-requested-by (CSRF header; any text)
     require_user_mapping = false  # true: refuse entries of users without [users] row
+    on_behalf_for_delete = false  # true: DELETE carries x-everit-on-behalf-account too
 
     [targets.everit.defaults]
     issue_id = 10000              # optional fallback Jira issue
@@ -37,6 +38,9 @@ Issue resolution order for an entry: task → project → first mapped Jira key 
 ``defaults.issue_id``; with none, the entry is refused with a :class:`ConfigurationError` naming
 the key to add. Without a ``users`` row no on-behalf header is sent, so the worklog is booked as
 the owner of the API key (set ``require_user_mapping = true`` to refuse that instead).
+
+Everit documents ``x-everit-on-behalf-account`` for POST and PATCH only, so a DELETE goes without
+it (as the API key's owner) unless ``on_behalf_for_delete = true``; GET never carries it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class EveritConfig:
     timeout: float = DEFAULT_TIMEOUT
     requested_by: str = "clockify-relay"
     require_user_mapping: bool = False
+    # Send x-everit-on-behalf-account on DELETE too (documented for POST and PATCH only).
+    on_behalf_for_delete: bool = False
     default_issue_id: int | None = None
     # Clockify user id → Everit (Atlassian) account id for x-everit-on-behalf-account.
     users: Mapping[str, str] = field(default_factory=dict)
@@ -110,6 +116,9 @@ def parse_config(section: Mapping[str, Any]) -> EveritConfig:
     require_user_mapping = section.get("require_user_mapping", False)
     if not isinstance(require_user_mapping, bool):
         raise ConfigurationError(f"[{SECTION}] require_user_mapping must be true or false")
+    on_behalf_for_delete = section.get("on_behalf_for_delete", False)
+    if not isinstance(on_behalf_for_delete, bool):
+        raise ConfigurationError(f"[{SECTION}] on_behalf_for_delete must be true or false")
 
     defaults = table(section, "defaults", SECTION)
     default_issue = defaults.get("issue_id")
@@ -123,6 +132,7 @@ def parse_config(section: Mapping[str, Any]) -> EveritConfig:
         timeout=timeout,
         requested_by=requested_by,
         require_user_mapping=require_user_mapping,
+        on_behalf_for_delete=on_behalf_for_delete,
         default_issue_id=(
             None
             if default_issue is None

@@ -3,14 +3,19 @@
 
 The status → error mapping is the shared one (:mod:`clockify_relay.connectors.http`): 4xx
 permanent, 429/5xx and network failures transient. Two 404s are read here instead: a PUT to a
-worklog Tracket no longer has re-creates it, and a DELETE of one counts as done.
+worklog Tracket no longer has re-creates it, and a DELETE of one counts as done -- but only once
+the worklog is confirmed missing. Tracket's document defines no 404 at all, and a wrong base URL
+or a retired API version (v1.0 is marked deprecated) answers 404 to everything, which must not
+read as "already deleted": a 404 counts only when ``GET /worklogs`` answers its documented list
+while ``GET /worklogs/{id}`` answers 404; otherwise it is a :class:`ConfigurationError` naming
+``TRACKET_BASE_URL``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import redis
@@ -20,7 +25,7 @@ from clockify_relay.connectors.base import Booking, Connector
 from clockify_relay.connectors.http import BaseClient, excerpt, json_object
 from clockify_relay.connectors.tracket.config import TracketConfig, parse_config
 from clockify_relay.connectors.tracket.mapping import worklog
-from clockify_relay.errors import PermanentError, UnknownOutcomeError
+from clockify_relay.errors import ConfigurationError, PermanentError, UnknownOutcomeError
 from clockify_relay.settings import Settings
 from clockify_relay.timeutil import owner_zone
 
@@ -38,6 +43,14 @@ _STATUS_MEANING = {
 def _path(worklog_id: str) -> str:
     # Tracket ids are opaque strings: quote them so a '/' or '?' cannot change the URL.
     return f"/worklogs/{quote(worklog_id, safe='')}"
+
+
+def _shown(url: str) -> str:
+    """The base URL for an error message, without any user info or query it may carry."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class TracketClient(BaseClient):
@@ -103,14 +116,41 @@ class TracketClient(BaseClient):
         return response.status_code != 404
 
     def delete_worklog(self, worklog_id: str) -> bool:
-        """DELETE /worklogs/{id}; True if deleted, False if Tracket no longer had it."""
+        """DELETE /worklogs/{id}; True if deleted, False if Tracket confirmably no longer had
+        it (ConfigurationError when the 404 may come from a wrong base URL)."""
         response = self.request("DELETE", _path(worklog_id), allow_statuses=NOT_FOUND)
-        return response.status_code != 404
+        if response.status_code != 404:
+            return True
+        self.require_listing(f"DELETE {_path(worklog_id)}")
+        if self.get_worklog(worklog_id) is not None:
+            raise ConfigurationError(
+                f"tracket: DELETE {_path(worklog_id)} answered 404 although GET finds the "
+                f"worklog at {_shown(self.base_url)}; the API there does not delete as "
+                "documented: check TRACKET_BASE_URL (or [targets.tracket] base_url) and its "
+                "API version"
+            )
+        return False
 
     def get_worklog(self, worklog_id: str) -> Mapping[str, Any] | None:
         """GET /worklogs/{id}; the worklog, or None if Tracket does not have it."""
         response = self.request("GET", _path(worklog_id), allow_statuses=NOT_FOUND)
         return None if response.status_code == 404 else json_object(response)
+
+    def require_listing(self, after: str) -> None:
+        """Prove the base URL serves the documented API (``GET /worklogs`` answers a list), so
+        a 404 to ``after`` means a missing worklog, not a wrong or retired path."""
+        response = self.request("GET", "/worklogs", allow_statuses=NOT_FOUND)
+        if response.status_code == 404 or not isinstance(
+            json_object(response).get("worklogs"), list
+        ):
+            raise ConfigurationError(
+                f"tracket: {after} answered 404 and GET /worklogs answered "
+                f"{response.status_code} without a worklog list at {_shown(self.base_url)}: "
+                "the base URL or its API version is wrong or retired (Tracket marks v1.0 "
+                "deprecated); set TRACKET_BASE_URL (or [targets.tracket] base_url)",
+                status=response.status_code,
+                response_excerpt=excerpt(response.text),
+            )
 
 
 class TracketConnector(Connector):
@@ -147,14 +187,16 @@ class TracketConnector(Connector):
         return self.client.create_worklog(booking.payload)
 
     def delete(self, entry: TimeEntry, remote_id: str) -> None:
-        """DELETE the worklog; a 404 counts as deleted."""
+        """DELETE the worklog; a 404 counts as deleted once the worklog is confirmed missing."""
         if not remote_id:
             raise PermanentError("tracket: empty remote id in the ID map")
         self.client.delete_worklog(remote_id)
 
     def probe(self) -> str:
-        """Ask for a worklog that cannot exist: a 404 (or 200) proves the token works."""
-        self.client.get_worklog(PROBE_ID)
+        """Ask for a worklog that cannot exist: a 404 (or 200) proves the token works, once the
+        listing proves the base URL serves the API (a wrong one answers 404 too)."""
+        if self.client.get_worklog(PROBE_ID) is None:
+            self.client.require_listing(f"GET {_path(PROBE_ID)}")
         return f"tracket: token accepted at {self.config.base_url}"
 
     def close(self) -> None:

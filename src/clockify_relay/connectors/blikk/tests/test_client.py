@@ -103,7 +103,7 @@ def test_create_update_delete_per_day(connector: BlikkConnector, sandbox: Sandbo
     stored = {r["id"]: r for r in reports(sandbox)}
     assert sorted(stored) == sorted(int(i) for i in ids)
     day1 = stored[int(ids[0])]
-    assert (day1["date"], day1["clockStart"], day1["clockEnd"]) == ("2026-03-10", "23:15", "00:00")
+    assert (day1["date"], day1["clockStart"], day1["clockEnd"]) == ("2026-03-10", "23:15", "23:59")
     assert day1["hours"] == 0.75 and day1["user"]["id"] == 3
     assert day1["internalComment"] == f"clockify:{entry.id}"
 
@@ -147,6 +147,44 @@ def test_missing_report_delete_is_done_and_update_recreates(
     assert new_id != "987654"
     [stored] = reports(sandbox)
     assert str(stored["id"]) == new_id and stored["internalComment"] == f"clockify:{entry.id}"
+
+
+@pytest.mark.parametrize("write_response", ["detail", "empty"])
+def test_create_returns_the_reports_id_with_or_without_a_body(
+    connector: BlikkConnector, sandbox: SandboxServer, write_response: str
+) -> None:
+    # Blikk documents "200 OK" and no body for a create; without an id in the answer the report
+    # is found by its clockify:<entry id> marker.
+    fake(sandbox).set_write_response(write_response)
+    entry = midnight_entry()
+    first, second = connector.bookings(entry)
+    first_id = connector.create(entry, first)
+    second_id = connector.create(entry, second)
+    stored = {r["date"]: str(r["id"]) for r in reports(sandbox)}
+    assert stored == {"2026-03-10": first_id, "2026-03-11": second_id}
+    # An update of a report Blikk lost re-creates it, and learns the new id the same way.
+    fake(sandbox).reports.pop(int(first_id))
+    again = connector.update(entry, first_id, first)
+    assert again == {r["date"]: str(r["id"]) for r in reports(sandbox)}["2026-03-10"]
+    assert again != first_id
+    assert_paced(sandbox)
+
+
+def test_create_without_id_and_not_found_is_an_unknown_outcome(
+    connector: BlikkConnector, sandbox: SandboxServer
+) -> None:
+    fake(sandbox).set_write_response("empty")
+    connector.client.tokens.get()  # take the token now: the next requests are POST, then search
+    # The POST passes (a latency-only fault answers normally), the marker search gets a 503.
+    sandbox.inject_fault("blikk", latency=0.01, count=1)
+    sandbox.inject_fault("blikk", status=503, count=1)
+    entry = midnight_entry()
+    with pytest.raises(TransientError) as info:
+        connector.create(entry, connector.bookings(entry)[0])
+    # A 2xx was received: the report may exist, so the engine must keep "create pending".
+    assert info.value.outcome_unknown
+    assert "clockify:" + entry.id in str(info.value)
+    assert len(reports(sandbox)) == 1
 
 
 def test_validation_error_is_permanent_with_model_state(

@@ -66,7 +66,8 @@ def test_entry_across_local_midnight_is_two_days() -> None:
     assert entry.id == ENTRY_MIDNIGHT
     first, second = bookings(entry, parse_config(section()), STOCKHOLM)
     assert (first.key, second.key) == ("2026-03-10", "2026-03-11")
-    assert (first.payload["clockStart"], first.payload["clockEnd"]) == ("23:15", "00:00")
+    # The first day ends at 23:59 on the clock; its hours keep the full 45 minutes.
+    assert (first.payload["clockStart"], first.payload["clockEnd"]) == ("23:15", "23:59")
     assert (second.payload["clockStart"], second.payload["clockEnd"]) == ("00:00", "00:45")
     assert first.payload["hours"] == 0.75 and second.payload["hours"] == 0.75
     assert first.payload["taskId"] == 77
@@ -155,7 +156,25 @@ def test_running_and_zero_length_book_nothing() -> None:
 def test_entry_ending_at_midnight_is_one_day() -> None:
     entry = entry_with("2026-03-10T21:00:00Z", "2026-03-10T23:00:00Z")
     [b] = bookings(entry, parse_config(section()), STOCKHOLM)
-    assert (b.key, b.payload["clockEnd"], b.payload["hours"]) == ("2026-03-10", "00:00", 2.0)
+    assert (b.key, b.payload["clockEnd"], b.payload["hours"]) == ("2026-03-10", "23:59", 2.0)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        # 02:40 CEST → 02:10 CET on 2026-10-25: the clock reads backwards.
+        ("2026-10-25T00:40:00Z", "2026-10-25T01:10:00Z"),
+        # 40 seconds within one minute of the clock.
+        ("2026-03-10T08:00:10Z", "2026-03-10T08:00:50Z"),
+        # 23:59:30 to midnight: "23:59"-"23:59".
+        ("2026-03-10T22:59:30Z", "2026-03-10T23:00:00Z"),
+    ],
+)
+def test_no_clock_times_when_the_end_would_not_follow_the_start(start: str, end: str) -> None:
+    entry = entry_with(start, end)
+    [b] = bookings(entry, parse_config(section()), STOCKHOLM)
+    assert (b.payload["clockStart"], b.payload["clockEnd"]) == (None, None)
+    assert b.payload["hours"] == round(entry.seconds / 3600, 2)
 
 
 def test_marker_matches_whole_token_only() -> None:

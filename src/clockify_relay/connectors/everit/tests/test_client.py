@@ -117,6 +117,37 @@ def test_without_user_mapping_no_on_behalf_header(sandbox: SandboxServer, everit
     assert worklogs(sandbox)[0]["_headers"]["x-everit-on-behalf-account"] is None
 
 
+def deleted(sandbox: SandboxServer) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = sandbox.state()["everit"]["deleted"]
+    return records
+
+
+def test_delete_sends_no_on_behalf_header_by_default(
+    sandbox: SandboxServer, everit_url: str
+) -> None:
+    # Everit documents x-everit-on-behalf-account for POST and PATCH, not for DELETE.
+    conn = make(everit_url)
+    entry = load_entry()
+    remote_id = conn.create(entry, conn.bookings(entry)[0])
+    assert worklogs(sandbox)[0]["_headers"]["x-everit-on-behalf-account"] == ACCOUNT
+    conn.delete(entry, remote_id)
+    [gone] = deleted(sandbox)
+    assert gone["worklogId"] == int(remote_id)
+    assert gone["_headers"]["x-everit-on-behalf-account"] is None
+    assert gone["_headers"]["x-timezone"] == "Europe/Stockholm"  # documented for DELETE
+
+
+def test_delete_sends_the_on_behalf_header_when_configured(
+    sandbox: SandboxServer, everit_url: str
+) -> None:
+    conn = make(everit_url, on_behalf_for_delete=True)
+    entry = load_entry()
+    remote_id = conn.create(entry, conn.bookings(entry)[0])
+    conn.delete(entry, remote_id)
+    [gone] = deleted(sandbox)
+    assert gone["_headers"]["x-everit-on-behalf-account"] == ACCOUNT
+
+
 def test_update_of_lost_worklog_recreates_it(sandbox: SandboxServer, everit_url: str) -> None:
     conn = make(everit_url)
     entry = load_entry()

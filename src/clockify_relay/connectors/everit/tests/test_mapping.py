@@ -221,6 +221,7 @@ def test_missing_api_key_names_env_var() -> None:
         ({"base_url": "ftp://x"}, "base_url"),
         ({"timeout": 0}, "timeout"),
         ({"require_user_mapping": "yes"}, "require_user_mapping"),
+        ({"on_behalf_for_delete": 1}, "on_behalf_for_delete"),
     ],
 )
 def test_bad_config_is_named(section: dict[str, Any], fragment: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from tests.fixture_loader import PROJECT_WEBSITE as PROJECT
@@ -16,6 +17,7 @@ from clockify_relay.connectors.base import Booking
 from clockify_relay.connectors.registry import connector_class
 from clockify_relay.connectors.tracket.client import TracketConnector
 from clockify_relay.errors import (
+    ConfigurationError,
     PermanentError,
     RelayError,
     TransientError,
@@ -108,6 +110,42 @@ def test_update_of_lost_worklog_recreates_it(sandbox: SandboxServer, tracket_url
 
 def test_delete_of_missing_worklog_counts_as_done(tracket_url: str) -> None:
     make(tracket_url).delete(load_entry(), "gone-worklog-id")
+
+
+def test_delete_of_worklog_deleted_behind_our_back_counts_as_gone(
+    sandbox: SandboxServer, tracket_url: str
+) -> None:
+    conn = make(tracket_url)
+    entry = load_entry()
+    remote_id = conn.create(entry, conn.bookings(entry)[0])
+    # Someone deletes it in Tracket itself.
+    gone = httpx.delete(
+        f"{tracket_url}/worklogs/{remote_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert gone.status_code == 200
+    conn.delete(entry, remote_id)  # confirmed missing: no error
+    assert worklogs(sandbox) == []
+
+
+@pytest.mark.parametrize("wrong", ["/tracket/api/2.0", "/tracket", "/tracket/api/1.0/v1"])
+def test_delete_at_a_wrong_base_url_is_a_configuration_error(
+    sandbox: SandboxServer, tracket_url: str, wrong: str
+) -> None:
+    # A wrong or retired path answers 404 to everything: that is no proof the worklog is gone.
+    entry = load_entry()
+    remote_id = make(tracket_url).create(entry, make(tracket_url).bookings(entry)[0])
+    misconfigured = make(sandbox.url + wrong)
+    with pytest.raises(ConfigurationError) as info:
+        misconfigured.delete(entry, remote_id)
+    assert "TRACKET_BASE_URL" in str(info.value)
+    assert sandbox.url + wrong in str(info.value)
+    assert_no_secret(info.value)
+    assert [w["worklogId"] for w in worklogs(sandbox)] == [remote_id]
+
+
+def test_probe_at_a_wrong_base_url_is_a_configuration_error(sandbox: SandboxServer) -> None:
+    with pytest.raises(ConfigurationError, match="TRACKET_BASE_URL"):
+        make(sandbox.url + "/tracket/api/2.0").probe()
 
 
 def test_odd_remote_id_stays_in_its_path_segment(sandbox: SandboxServer, tracket_url: str) -> None:
