@@ -17,6 +17,16 @@ from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# A test that uses any of these needs a real Redis, the sandbox or worker processes.
+INTEGRATION_FIXTURES = frozenset({"redis_url", "sandbox"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs Redis or the sandbox (directly or through another fixture)
+    as ``integration``, so ``pytest -m "not integration"`` is the fast loop."""
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def _reachable(url: str) -> bool:

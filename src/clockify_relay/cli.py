@@ -8,32 +8,30 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from clockify_relay.cli_context import Invocation, invocation
 from clockify_relay.errors import ConfigurationError
+from clockify_relay.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from clockify_relay.sandbox.server import SandboxServer
-
-
-def _apply_config(config: str | None) -> None:
-    # Every process (this one and its children) reads settings from the environment.
-    if config:
-        os.environ["RELAY_CONFIG"] = str(Path(config).resolve())
 
 
 @click.group()
 @click.option(
     "--config", "config", envvar="RELAY_CONFIG", help="TOML config file (mappings, rules)."
 )
-def main(config: str | None) -> None:
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
     """clockify-relay: Clockify webhooks fanned out to Everit, Blikk, Tracket and more."""
-    _apply_config(config)
+    # Settings are read once, when a command first needs them, and passed down from there.
+    ctx.obj = Invocation(config)
 
 
-def serve_receiver(host: str, port: int, workers: int = 1) -> None:
+def serve_receiver(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """Run the receiver on uvicorn (uvloop + httptools) in the foreground.
 
     The HTTP protocol is httptools with deadlines for reading a request and a cap on its head
@@ -41,21 +39,29 @@ def serve_receiver(host: str, port: int, workers: int = 1) -> None:
     """
     import uvicorn
 
+    from clockify_relay.receiver.app import create_app
     from clockify_relay.receiver.connection import KEEP_ALIVE_TIMEOUT
 
-    uvicorn.run(
-        "clockify_relay.receiver.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
         # An import string, not the class: every worker process imports it itself.
-        http="clockify_relay.receiver.connection:GuardedHttpToolsProtocol",
-        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        log_level=os.environ.get("RELAY_LOG_LEVEL", "info").lower(),
-        access_log=False,
-        proxy_headers=True,
+        "http": "clockify_relay.receiver.connection:GuardedHttpToolsProtocol",
+        "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "proxy_headers": True,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Several processes each import the app factory, which reads the same environment; the
+    # config path given on the command line reaches them the same way.
+    if settings.config_path is not None:
+        os.environ["RELAY_CONFIG"] = str(settings.config_path)
+    uvicorn.run(
+        "clockify_relay.receiver.app:create_app", factory=True, workers=workers, **options
     )
 
 
@@ -65,16 +71,16 @@ def serve_receiver(host: str, port: int, workers: int = 1) -> None:
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
 def serve(host: str, port: int, workers: int) -> None:
     """Run the webhook receiver."""
-    serve_receiver(host, port, workers)
+    serve_receiver(invocation().settings, host, port, workers)
 
 
-def worker_argv(concurrency: int) -> list[str]:
+def worker_argv(concurrency: int, log_level: str) -> list[str]:
     return [
         "worker",
         "--concurrency",
         str(concurrency),
         "--loglevel",
-        os.environ.get("RELAY_LOG_LEVEL", "info").upper(),
+        log_level.upper(),
         "--without-gossip",
         "--without-mingle",
         # A node name of its own per worker process on a host (pid), not celery@<host> for all.
@@ -94,17 +100,17 @@ def worker_argv(concurrency: int) -> list[str]:
 def worker(concurrency: int, beat: bool) -> None:
     """Run a Celery worker that delivers queued events."""
     from clockify_relay.pipeline import scheduler as relay_scheduler
-    from clockify_relay.pipeline.celery_app import app
-    from clockify_relay.pipeline.runtime import runtime
+    from clockify_relay.pipeline.celery_app import make_celery
 
+    rt = invocation().runtime  # forked pool processes inherit it
     try:
         # Refuse a visibility timeout a delivery could outlive before taking any message.
-        runtime().check_timing()
+        rt.check_timing()
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     if beat:
-        relay_scheduler.start_thread(runtime())
-    app.worker_main(worker_argv(concurrency))
+        relay_scheduler.start_thread(rt)
+    make_celery(rt.settings).worker_main(worker_argv(concurrency, rt.settings.log_level))
 
 
 @main.command()
@@ -145,12 +151,19 @@ def run(
     data_dir = data_dir.resolve()
     embedded: EmbeddedRedis | None = None
     sandbox_server = None
-    if not os.environ.get("REDIS_URL"):
+    # One environment for this process's receiver and the worker child; os.environ is left
+    # as it was.
+    env = dict(os.environ)
+    config_path = invocation().config_path
+    if config_path is not None:
+        env["RELAY_CONFIG"] = str(config_path)
+    if not env.get("REDIS_URL"):
         embedded = EmbeddedRedis(data_dir / "redis").start()
-        os.environ["REDIS_URL"] = embedded.url
+        env["REDIS_URL"] = embedded.url
         click.echo(f"embedded Redis at {embedded.url} (data in {data_dir / 'redis'})")
     if with_sandbox:
-        sandbox_server = _start_sandbox_mode(sandbox_port, data_dir, sandbox_reread)
+        sandbox_server = _start_sandbox_mode(env, sandbox_port, data_dir, sandbox_reread)
+    settings = load_settings(env)
     worker_process = subprocess.Popen(
         [
             sys.executable,
@@ -161,11 +174,11 @@ def run(
             str(concurrency),
             "--beat",
         ],
-        env=dict(os.environ),
+        env=env,
     )
     try:
         click.echo(f"webhook URL: http://{host}:{port}/webhooks/clockify")
-        serve_receiver(host, port)
+        serve_receiver(settings, host, port)
     finally:
         worker_process.send_signal(signal.SIGTERM)
         try:
@@ -185,18 +198,20 @@ def scheduler() -> None:
     import threading
 
     from clockify_relay.pipeline import scheduler as relay_scheduler
-    from clockify_relay.pipeline.runtime import runtime
 
-    logging.basicConfig(level=os.environ.get("RELAY_LOG_LEVEL", "info").upper())
+    rt = invocation().runtime
+    logging.basicConfig(level=rt.settings.log_level.upper())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo("scheduler running")
     with contextlib.suppress(KeyboardInterrupt):
-        relay_scheduler.run(runtime(), stop)
+        relay_scheduler.run(rt, stop)
 
 
-def _start_sandbox_mode(port: int, data_dir: Path, reread: bool) -> SandboxServer:
-    """Start the sandbox in this process and point the relay's environment at it."""
+def _start_sandbox_mode(
+    env: dict[str, str], port: int, data_dir: Path, reread: bool
+) -> SandboxServer:
+    """Start the sandbox in this process and point ``env`` (the relay's) at it."""
     from clockify_relay.sandbox import relay_config
     from clockify_relay.sandbox.server import SandboxServer as Server
 
@@ -205,19 +220,20 @@ def _start_sandbox_mode(port: int, data_dir: Path, reread: bool) -> SandboxServe
     config_path = relay_config.write_toml(
         data_dir / "sandbox-relay.toml", relay_config.sandbox_targets(server.base_urls)
     )
-    os.environ["RELAY_CONFIG"] = str(config_path)
-    os.environ.update(relay_config.sandbox_env(server.config, server.base_urls))
+    env["RELAY_CONFIG"] = str(config_path)
+    env.update(relay_config.sandbox_env(server.config, server.base_urls))
     # The Clockify fake knows only entries put into it, so re-reading is off unless asked for.
-    os.environ.pop("CLOCKIFY_API_KEY", None)
+    env.pop("CLOCKIFY_API_KEY", None)
     if reread:
-        os.environ["CLOCKIFY_API_KEY"] = server.config.clockify_api_key
-        os.environ["CLOCKIFY_API_URL"] = server.base_urls["clockify"]
+        env["CLOCKIFY_API_KEY"] = server.config.clockify_api_key
+        env["CLOCKIFY_API_URL"] = server.base_urls["clockify"]
     click.echo(f"sandbox on {server.url} (state: {server.url}/_sandbox/state)")
-    if not os.environ.get("CLOCKIFY_WEBHOOK_TOKENS"):
+    if not env.get("CLOCKIFY_WEBHOOK_TOKENS"):
         token = relay_config.new_webhook_token()
-        os.environ["CLOCKIFY_WEBHOOK_TOKENS"] = token
+        env["CLOCKIFY_WEBHOOK_TOKENS"] = token
         # Printed once on purpose: it is a throwaway token for this sandbox run.
         click.echo(f"webhook token (Clockify-Signature): {token}")
+        click.echo(f"  for README's curl examples: export TOKEN={token}")
     return server
 
 

@@ -22,9 +22,10 @@ from rich.table import Table
 from rich.text import Text
 
 from clockify_relay import ops
+from clockify_relay.cli_context import invocation
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetter
-from clockify_relay.pipeline.runtime import Runtime, reset_runtime, runtime
+from clockify_relay.pipeline.runtime import Runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -155,7 +156,7 @@ def check(probe: bool, lookups: bool, output: str) -> None:
     Exit status 1 when anything is wrong, 2 when the configuration cannot be read.
     """
     try:
-        rt = reset_runtime()  # after --config: the settings of this invocation
+        rt = invocation().runtime
     except ConfigurationError as exc:
         if output != "json":
             raise
@@ -233,7 +234,8 @@ def dlq_list(
     target: str | None, event_type: str | None, since: str | None, until: str | None, output: str
 ) -> None:
     """List dead letters, oldest last failure first."""
-    letters = ops.list_letters(runtime(), _letter_filter(target, event_type, since, until))
+    flt = _letter_filter(target, event_type, since, until)
+    letters = ops.list_letters(invocation().runtime, flt)
     if output == "json":
         _echo_json([ops.letter_summary(letter) for letter in letters])
         return
@@ -251,7 +253,7 @@ def dlq_list(
 def dlq_show(letter_id: str, output: str) -> None:
     """Show one dead letter whole: error, history of failures and the event envelope."""
     try:
-        letter = ops.get_letter(runtime(), letter_id)
+        letter = ops.get_letter(invocation().runtime, letter_id)
     except ops.NotFound as exc:
         _fail(str(exc))
         return
@@ -363,7 +365,7 @@ def dlq_replay(
     if ids and _has_filters(target, event_type, since, until):
         raise click.UsageError("--target/--event-type/--since/--until go with --all")
     flt = _letter_filter(target, event_type, since, until) if all_ else None
-    rt = runtime()
+    rt = invocation().runtime
     try:
         letters, missing = ops.select_letters(rt, list(ids), flt, force=force)
     except ops.OpsError as exc:
@@ -451,7 +453,7 @@ def dlq_purge(
         raise click.UsageError("--target/--event-type/--since/--until go with --all")
     flt = _letter_filter(target, event_type, since, until) if all_ else None
     as_json = output == "json"
-    rt = runtime()
+    rt = invocation().runtime
     letters, missing = ops.select_letters(rt, list(ids), flt)
     if all_ and not letters:
         if as_json:
@@ -490,7 +492,7 @@ def events() -> None:
 def events_show(event_id: str, output: str) -> None:
     """Show an event's envelope summary and its trace (kept for RELAY_TRACE_TTL)."""
     try:
-        view = ops.event_view(runtime(), event_id)
+        view = ops.event_view(invocation().runtime, event_id)
     except ops.NotFound:
         _fail(f"no event with id {event_id!r} (never received, or its trace expired)")
         return
@@ -570,7 +572,7 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
 )
 def admin_token(ttl: int, subject: str) -> None:
     """Print an admin API token (HS256 JWT signed with RELAY_ADMIN_JWT_SECRET)."""
-    secret = runtime().settings.admin_jwt_secret
+    secret = invocation().settings.admin_jwt_secret
     if not secret:
         _fail("RELAY_ADMIN_JWT_SECRET is not set: the admin API is disabled")
         return

@@ -91,6 +91,8 @@ class Settings:
     trace_ttl: int = 14 * 24 * 3600
     state_ttl: int = 400 * 24 * 3600
 
+    log_level: str = "info"
+
     # Worker.
     visibility_timeout: int = 600
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -260,6 +262,7 @@ def load_settings(
         visibility_timeout=_int(
             env, "RELAY_VISIBILITY_TIMEOUT", int(relay.get("visibility_timeout", 600))
         ),
+        log_level=env.get("RELAY_LOG_LEVEL") or "info",
         lost_after=_float(env, "RELAY_LOST_AFTER", 30.0),
         max_resends=_int(env, "RELAY_MAX_RESENDS", 5),
         retry=_retry_policy(doc.get("retry", {})),

@@ -19,11 +19,15 @@ from celery import Celery
 
 from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.redis_conn import redis_url
-from clockify_relay.settings import Settings, load_settings
+from clockify_relay.settings import Settings
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app for these settings."""
+    """A Celery app for these settings (made by the process's entry point, never at import).
+
+    The tasks (pipeline/tasks.py) are shared tasks: they run on whichever app this is."""
+    # httpx logs every request at INFO; the trace already records each call, with more context.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = Celery(
         "clockify_relay", broker=redis_url(settings), include=["clockify_relay.pipeline.tasks"]
     )
@@ -57,7 +61,3 @@ def make_celery(settings: Settings) -> Celery:
     )
     return app
 
-
-# httpx logs every request at INFO; the trace already records each call, with more context.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-app = make_celery(load_settings())

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import Reject
 from celery.signals import task_received
 
 from clockify_relay.pipeline import delivery
-from clockify_relay.pipeline.celery_app import app
 from clockify_relay.pipeline.dlq import ROUTE_TARGET
 from clockify_relay.pipeline.messages import DELIVER_TASK, ROUTE_TASK, Envelope
 from clockify_relay.pipeline.runtime import runtime
@@ -33,7 +32,7 @@ def _mark_received(request: Any = None, **_: Any) -> None:
         log.warning("could not mark message %s received (%s)", request.id, type(exc).__name__)
 
 
-@app.task(name=ROUTE_TASK, bind=True)
+@shared_task(name=ROUTE_TASK, bind=True)
 def route(self: Task[Any, Any], envelope: Envelope) -> None:
     """Fan one event out to every enabled target."""
     rt = runtime()
@@ -48,7 +47,7 @@ def route(self: Task[Any, Any], envelope: Envelope) -> None:
         delivery.give_up_or_requeue(rt, message_id, ROUTE_TARGET, envelope, exc)
 
 
-@app.task(name=DELIVER_TASK, bind=True)
+@shared_task(name=DELIVER_TASK, bind=True)
 def deliver(
     self: Task[Any, Any],
     target: str,

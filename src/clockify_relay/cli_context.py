@@ -1,0 +1,34 @@
+"""What one ``clockify-relay`` invocation shares: its settings, read once, and its runtime."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from clockify_relay.pipeline.runtime import Runtime, reset_runtime
+from clockify_relay.settings import Settings, load_settings
+
+
+class Invocation:
+    """The settings of this command line (environment + ``--config``), read on first use."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config_path = Path(config).resolve() if config else None
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(config_path=self.config_path)
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        """This process's runtime, built from these settings (and installed as the one that
+        tasks run in this process use)."""
+        return reset_runtime(self.settings)
+
+
+def invocation() -> Invocation:
+    """The current command's invocation (the ``main`` group makes it)."""
+    found = click.get_current_context().find_object(Invocation)
+    return found if found is not None else Invocation(None)
