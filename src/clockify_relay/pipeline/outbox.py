@@ -149,6 +149,12 @@ class Outbox:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+        # The outbox's own keys (docs/ARCHITECTURE.md §7), in the order the scripts take them.
+        self.messages = keys.outbox()
+        self.waiting = keys.outbox("waiting")
+        self.received_at = keys.outbox("received")
+        self.resends = keys.outbox("resends")
+        self.counter = keys.outbox("counter")
         self._commit = client.register_script(COMMIT_SCRIPT)
         self._received = client.register_script(RECEIVED_SCRIPT)
         self._release = client.register_script(RELEASE_SCRIPT)
@@ -167,17 +173,16 @@ class Outbox:
         args: list[str | bytes | float] = [done or "", once[1] if once else 0]
         for item in outgoing:
             args += [item.id, item.message, "" if item.due is None else repr(item.due)]
-        keys = self.keys
         return int(
             self._commit(
                 keys=[
-                    keys.outbox(),
-                    keys.outbox("waiting"),
-                    keys.outbox("received"),
-                    keys.outbox("resends"),
-                    keys.outbox("counter"),
-                    keys.queue,
-                    keys.parked,
+                    self.messages,
+                    self.waiting,
+                    self.received_at,
+                    self.resends,
+                    self.counter,
+                    self.keys.queue,
+                    self.keys.parked,
                     once[0] if once else "",
                 ],
                 args=args,
@@ -186,10 +191,9 @@ class Outbox:
 
     def received(self, message_id: str, now: float | None = None) -> bool:
         """A worker took the message (kombu has it as unacked now); False if not tracked."""
-        keys = self.keys
         return bool(
             self._received(
-                keys=[keys.outbox(), keys.outbox("waiting"), keys.outbox("received")],
+                keys=[self.messages, self.waiting, self.received_at],
                 args=[message_id, time.time() if now is None else now],
             )
         )
@@ -197,21 +201,10 @@ class Outbox:
     def release_due(self, now: float | None = None) -> int:
         """Queue every parked message that is due; returns how many."""
         now = time.time() if now is None else now
-        keys = self.keys
+        keys = [self.keys.parked, self.messages, self.waiting, self.counter, self.keys.queue]
         moved = 0
         while True:
-            batch = int(
-                self._release(
-                    keys=[
-                        keys.parked,
-                        keys.outbox(),
-                        keys.outbox("waiting"),
-                        keys.outbox("counter"),
-                        keys.queue,
-                    ],
-                    args=[now, RELEASE_BATCH],
-                )
-            )
+            batch = int(self._release(keys=keys, args=[now, RELEASE_BATCH]))
             moved += batch
             if batch < RELEASE_BATCH:
                 return moved
@@ -220,16 +213,15 @@ class Outbox:
         self, *, lost_after: float, stale_after: float, max_resends: int, now: float | None = None
     ) -> SweepResult:
         """Queue again what was lost (rule 4); return it and what was given up on (rule 5)."""
-        keys = self.keys
         resent, given_up = self._sweep(
             keys=[
-                keys.outbox(),
-                keys.outbox("waiting"),
-                keys.outbox("received"),
-                keys.outbox("resends"),
-                keys.outbox("counter"),
-                keys.queue,
-                keys.outbox("mark"),
+                self.messages,
+                self.waiting,
+                self.received_at,
+                self.resends,
+                self.counter,
+                self.keys.queue,
+                self.keys.outbox("mark"),
             ],
             args=[
                 time.time() if now is None else now,
@@ -240,7 +232,7 @@ class Outbox:
             ],
         )
         given_up_ids = [_text(i) for i in given_up]
-        messages = self.client.hmget(keys.outbox(), given_up_ids) if given_up_ids else []
+        messages = self.client.hmget(self.messages, given_up_ids) if given_up_ids else []
         return SweepResult(
             resent=[_text(i) for i in resent],
             given_up={
@@ -252,8 +244,8 @@ class Outbox:
 
     def count_resend(self, message_id: str) -> int:
         """Count one more go of a message that failed (rule 5); returns the count so far."""
-        return int(self.client.hincrby(self.keys.outbox("resends"), message_id, 1))
+        return int(self.client.hincrby(self.resends, message_id, 1))
 
     def pending(self) -> int:
         """Messages not done yet (queued, held by a worker, or parked)."""
-        return int(self.client.hlen(self.keys.outbox()))
+        return int(self.client.hlen(self.messages))
