@@ -30,8 +30,14 @@ from clockify_relay.connectors.base import Booking, Connector
 from clockify_relay.connectors.blikk import mapping
 from clockify_relay.connectors.blikk.auth import AccessToken, TokenCache, parse_expires, scope_of
 from clockify_relay.connectors.blikk.config import SECTION, BlikkConfig, parse_config
-from clockify_relay.connectors.http import BaseClient, excerpt, parse_retry_after
 from clockify_relay.errors import ConfigurationError, PermanentError, RelayError, TransientError
+from clockify_relay.http_client import (
+    BaseClient,
+    excerpt,
+    json_object,
+    json_object_or_none,
+    parse_retry_after,
+)
 from clockify_relay.ratelimit import RateLimiter
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
@@ -84,14 +90,9 @@ class BlikkClient(BaseClient):
 
     def retry_after(self, response: httpx.Response) -> float | None:
         """Blikk's ``waitInSeconds`` body field, else the ``Retry-After`` header."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, Mapping):
-            wait = body.get("waitInSeconds")
-            if isinstance(wait, int | float) and not isinstance(wait, bool) and wait >= 0:
-                return float(wait)
+        wait = json_object(response).get("waitInSeconds")
+        if isinstance(wait, int | float) and not isinstance(wait, bool) and wait >= 0:
+            return float(wait)
         return parse_retry_after(response.headers.get("retry-after"))
 
     def raise_for_response(self, method: str, path: str, response: httpx.Response) -> None:
@@ -112,11 +113,8 @@ class BlikkClient(BaseClient):
 
     def describe_error(self, response: httpx.Response) -> str:
         """Blikk's ``message`` and ``modelState`` in words."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, Mapping):
+        body = json_object_or_none(response)
+        if body is None:
             return super().describe_error(response)
         parts = [str(body.get("message") or "").strip()]
         model_state = body.get("modelState")
@@ -135,11 +133,10 @@ class BlikkClient(BaseClient):
         credentials = f"{self.config.app_id}:{self.config.app_secret.reveal()}"
         basic = base64.b64encode(credentials.encode()).decode()
         response = self.request("POST", TOKEN_PATH, headers={"Authorization": f"Basic {basic}"})
-        try:
-            body = response.json()
-        except ValueError:
-            raise PermanentError("blikk: token response is not JSON") from None
-        token = body.get("accessToken") if isinstance(body, Mapping) else None
+        body = json_object_or_none(response)
+        if body is None:
+            raise PermanentError("blikk: token response is not a JSON object")
+        token = body.get("accessToken")
         if not isinstance(token, str) or not token:
             raise PermanentError("blikk: token response has no accessToken")
         return AccessToken(token, parse_expires(body.get("expires")))
@@ -204,23 +201,16 @@ class BlikkClient(BaseClient):
             page += 1
 
 
-def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise PermanentError(f"blikk: {what} answered non-JSON: {excerpt(response.text)}") from None
-    if not isinstance(body, dict):
-        raise PermanentError(f"blikk: {what} answered {type(body).__name__}, not an object")
+def _json_object(response: httpx.Response, what: str) -> Mapping[str, Any]:
+    body = json_object_or_none(response)
+    if body is None:
+        raise PermanentError(f"blikk: {what} answered no JSON object: {excerpt(response.text)}")
     return body
 
 
 def _created_id(response: httpx.Response) -> int | None:
     """The report id in a create's answer, or None (the doc shows no body at all)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    report_id = body.get("id") if isinstance(body, dict) else None
+    report_id = json_object(response).get("id")
     if isinstance(report_id, int) and not isinstance(report_id, bool):
         return report_id
     return None
@@ -285,7 +275,7 @@ class BlikkConnector(Connector):
             raise TransientError(f"{what} is not listed yet; kept pending", outcome_unknown=True)
         return found
 
-    def _existing(self, report_id: int) -> dict[str, Any] | None:
+    def _existing(self, report_id: int) -> Mapping[str, Any] | None:
         """The report, or None when Blikk does not have it (it answers 400 for that)."""
         path = f"{REPORTS_PATH}/{report_id}"
         response = self.client.call("GET", path, allow_statuses=frozenset({400}))

@@ -3,7 +3,7 @@
 
 Everit answers some failures with 200 and an ``error`` object (PATCH/DELETE of a worklog it no
 longer has: ``WORKLOG_NOT_FOUND``); those are read here. Everything else that is not 2xx is turned
-into the relay's error taxonomy by :class:`~clockify_relay.connectors.http.BaseClient`, with
+into the relay's error taxonomy by :class:`~clockify_relay.http_client.BaseClient`, with
 :meth:`EveritClient.describe_error` putting Everit's documented error bodies into words.
 """
 
@@ -19,8 +19,8 @@ from clockify_relay.clockify.models import TimeEntry
 from clockify_relay.connectors.base import Booking, Connector
 from clockify_relay.connectors.everit.config import EveritConfig, parse_config
 from clockify_relay.connectors.everit.mapping import new_worklog, on_behalf_account
-from clockify_relay.connectors.http import BaseClient, excerpt, json_object
 from clockify_relay.errors import PermanentError, UnknownOutcomeError
+from clockify_relay.http_client import BaseClient, excerpt, json_object
 from clockify_relay.settings import Settings
 from clockify_relay.timeutil import owner_zone
 

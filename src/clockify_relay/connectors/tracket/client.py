@@ -1,7 +1,7 @@
 """Tracket connector: the HTTP client for Tracket's worklogs API and the
 :class:`TracketConnector` the delivery engine calls.
 
-The status → error mapping is the shared one (:mod:`clockify_relay.connectors.http`): 4xx
+The status → error mapping is the shared one (:mod:`clockify_relay.http_client`): 4xx
 permanent, 429/5xx and network failures transient. Two 404s are read here instead: a PUT to a
 worklog Tracket no longer has re-creates it, and a DELETE of one counts as done -- but only once
 the worklog is confirmed missing. Tracket's document defines no 404 at all, and a wrong base URL
@@ -22,10 +22,10 @@ import redis
 
 from clockify_relay.clockify.models import TimeEntry
 from clockify_relay.connectors.base import Booking, Connector
-from clockify_relay.connectors.http import BaseClient, excerpt, json_object
 from clockify_relay.connectors.tracket.config import TracketConfig, parse_config
 from clockify_relay.connectors.tracket.mapping import worklog
 from clockify_relay.errors import ConfigurationError, PermanentError, UnknownOutcomeError
+from clockify_relay.http_client import BaseClient, excerpt, json_object
 from clockify_relay.settings import Settings
 from clockify_relay.timeutil import owner_zone
 
