@@ -473,7 +473,7 @@ def _check_target(
         message = _without_target_name(target, connector.probe()) if probe else "configuration ok"
         found = None
         if lookups and target == "blikk":
-            from clockify_relay.connectors.blikk.client import BlikkConnector
+            from clockify_relay.connectors.blikk.connector import BlikkConnector
             from clockify_relay.connectors.blikk.lookups import list_lookups
 
             assert isinstance(connector, BlikkConnector)

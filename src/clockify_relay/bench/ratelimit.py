@@ -89,7 +89,7 @@ def _toml(section: Mapping[str, Any], path: str = "targets.blikk") -> list[str]:
 def child_main(spec: Mapping[str, Any]) -> dict[str, Any]:
     """One plain worker: ``create`` in a loop from ``start_at`` to ``stop_at`` (epoch seconds)."""
     from clockify_relay.clockify.models import parse_time_entry
-    from clockify_relay.connectors.blikk.client import BlikkConnector
+    from clockify_relay.connectors.blikk.connector import BlikkConnector
     from clockify_relay.errors import RelayError
     from clockify_relay.settings import Secret, Settings
 

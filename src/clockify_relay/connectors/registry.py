@@ -8,9 +8,9 @@ from clockify_relay.connectors.base import Connector
 from clockify_relay.errors import ConfigurationError
 
 CONNECTORS: dict[str, str] = {
-    "everit": "clockify_relay.connectors.everit.client:EveritConnector",
-    "tracket": "clockify_relay.connectors.tracket.client:TracketConnector",
-    "blikk": "clockify_relay.connectors.blikk.client:BlikkConnector",
+    "everit": "clockify_relay.connectors.everit.connector:EveritConnector",
+    "tracket": "clockify_relay.connectors.tracket.connector:TracketConnector",
+    "blikk": "clockify_relay.connectors.blikk.connector:BlikkConnector",
 }
 
 

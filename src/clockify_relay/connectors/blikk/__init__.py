@@ -1,6 +1,6 @@
-"""Blikk connector: Clockify entries → Blikk time reports, one per local day.
+"""Blikk target: Clockify entries → Blikk time reports, one per local day.
 
-``client.BlikkConnector`` (registered as ``blikk``), ``mapping`` (pure), ``config`` (the
-``[targets.blikk]`` section), ``auth`` (shared access token), ``lookups`` (registries for
+api.py (HTTP client), connector.py (the engine's Connector), mapping.py (pure), config.py (the
+``[targets.blikk]`` section), auth.py (shared access token), lookups.py (registries for
 ``clockify-relay check``).
 """

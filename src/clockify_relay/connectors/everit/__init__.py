@@ -1,1 +1,2 @@
-"""Everit Timetracker target: config.py (TOML section), mapping.py (pure), client.py (HTTP)."""
+"""Everit Timetracker target: api.py (HTTP client), connector.py (the engine's Connector),
+mapping.py (pure), config.py (the ``[targets.everit]`` section)."""

@@ -1,1 +1,2 @@
-"""Tracket target: config.py (TOML section), mapping.py (pure), client.py (HTTP)."""
+"""Tracket target: api.py (HTTP client), connector.py (the engine's Connector), mapping.py (pure),
+config.py (the ``[targets.tracket]`` section)."""

@@ -13,7 +13,7 @@ from tests.fixture_loader import USER_ANNA as USER
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.base import Booking
-from clockify_relay.connectors.everit.client import EveritConnector
+from clockify_relay.connectors.everit.connector import EveritConnector
 from clockify_relay.connectors.registry import connector_class
 from clockify_relay.errors import (
     PermanentError,

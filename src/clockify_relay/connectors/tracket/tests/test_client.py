@@ -15,7 +15,7 @@ from tests.fixture_loader import USER_ANNA as USER
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.base import Booking
 from clockify_relay.connectors.registry import connector_class
-from clockify_relay.connectors.tracket.client import TracketConnector
+from clockify_relay.connectors.tracket.connector import TracketConnector
 from clockify_relay.errors import (
     ConfigurationError,
     PermanentError,
