@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from clockify_relay.sandbox.blikk import BlikkFake
+from clockify_relay.connectors.blikk.fake import BlikkFake
+from clockify_relay.connectors.everit.fake import EveritFake
+from clockify_relay.connectors.tracket.fake import TracketFake
 from clockify_relay.sandbox.clockify import ClockifyFake
 from clockify_relay.sandbox.core import (
     CONTROL_PREFIX,
@@ -30,10 +32,9 @@ from clockify_relay.sandbox.core import (
     SandboxConfig,
     SandboxMiddleware,
     json_response,
+    method_route,
     read_json,
 )
-from clockify_relay.sandbox.everit import EveritFake
-from clockify_relay.sandbox.tracket import TracketFake
 
 FAKES: list[type[FakeTarget]] = [EveritFake, TracketFake, ClockifyFake, BlikkFake]
 
@@ -58,14 +59,10 @@ def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
         sandbox.faults.clear()
         return json_response({"cleared": True})
 
-    async def faults(request: Request) -> Response:
-        # One route for both methods, so a 405 lists both (Starlette lists one route's).
-        return await (post_fault if request.method == "POST" else delete_faults)(request)
-
     routes: list[BaseRoute] = [
         Route(f"{CONTROL_PREFIX}/state", get_state, methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"]),
-        Route(f"{CONTROL_PREFIX}/faults", faults, methods=["POST", "DELETE"]),
+        method_route(f"{CONTROL_PREFIX}/faults", {"POST": post_fault, "DELETE": delete_faults}),
     ]
     for name, fake in sandbox.fakes.items():
         extra = fake.control_routes()

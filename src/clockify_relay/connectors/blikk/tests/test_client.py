@@ -16,12 +16,14 @@ from tests.fixture_loader import PROJECT_WEBSITE, USER_ANNA, fixture_json
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.base import Booking
 from clockify_relay.connectors.blikk.connector import BlikkConnector
+from clockify_relay.connectors.blikk.fake import BlikkFake
 from clockify_relay.connectors.blikk.lookups import list_lookups, list_users
 from clockify_relay.errors import ConfigurationError, PermanentError, RelayError, TransientError
-from clockify_relay.sandbox.blikk import BlikkFake
 from clockify_relay.sandbox.core import SandboxConfig
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Secret, Settings
+
+pytestmark = pytest.mark.integration
 
 SECRET = "sandbox-blikk-secret"
 
