@@ -181,3 +181,23 @@ def test_check_json_reports_a_bad_config_file(
     assert result.exit_code == 2
     report = orjson.loads(result.stdout)
     assert report["ok"] is False and "not valid TOML" in report["error"]
+
+
+def test_check_notes_target_variables_without_a_table(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="tok")
+    path = tmp_path / "relay.toml"
+    text = path.read_text()
+    path.write_text(text[: text.index("[targets.tracket]")])  # everit only
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "targets enabled: everit\n" in result.output
+    assert "note: TRACKET_TOKEN is set but there is no [targets.tracket] table" in result.output
+    report = orjson.loads(CliRunner().invoke(main, ["check", "-o", "json"]).stdout)
+    assert [t["target"] for t in report["targets"]] == ["everit"]
+    assert any(note.startswith("BLIKK_APP_ID is set") for note in report["notes"])

@@ -194,6 +194,8 @@ def _print_check(report: ops.CheckReport) -> None:
             click.echo(f"  {result.target}: {result.message}")
         else:
             click.echo(f"  {result.target}: {result.error_kind}: {result.message}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     for result in report.targets:
         for kind, rows in (result.lookups or {}).items():
             _console().print(_lookup_table(f"{result.target} {kind.replace('_', ' ')}", rows))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from clockify_relay.connectors import registry
 from clockify_relay.errors import ConfigurationError
 
 BUNDLED_ADDON_PUBLIC_KEY = Path(__file__).parent / "clockify" / "clockify-addon-public-key.pem"
@@ -134,17 +135,38 @@ class Settings:
         return replace(self, **changes)
 
 
-# Environment variables that carry per-target secrets or endpoints: (env name, target, key).
-TARGET_ENV: tuple[tuple[str, str, str], ...] = (
-    ("EVERIT_API_KEY", "everit", "api_key"),
-    ("EVERIT_BASE_URL", "everit", "base_url"),
-    ("BLIKK_APP_ID", "blikk", "app_id"),
-    ("BLIKK_APP_SECRET", "blikk", "app_secret"),
-    ("BLIKK_BASE_URL", "blikk", "base_url"),
-    ("TRACKET_TOKEN", "tracket", "token"),
-    ("TRACKET_BASE_URL", "tracket", "base_url"),
-)
-SECRET_TARGET_KEYS = frozenset({"api_key", "app_secret", "token", "password"})
+def _target_sections(
+    doc: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """``[targets.<name>]`` of every registered target that has one, with the environment
+    variables its spec declares (connectors/<target>/__init__.py) merged in and its secrets
+    wrapped. A target without a table stays off whatever its variables say."""
+    tables = doc.get("targets", {})
+    targets: dict[str, dict[str, Any]] = {}
+    for spec in registry.specs():
+        if not isinstance(tables.get(spec.name), Mapping):
+            continue
+        section = dict(tables[spec.name])
+        for var in spec.env:
+            if env.get(var.name):
+                section[var.key] = env[var.name]
+        for key in spec.secret_keys & section.keys():
+            if isinstance(section[key], str):
+                section[key] = Secret(section[key])
+        targets[spec.name] = section
+    return targets
+
+
+def ignored_target_env(env: Mapping[str, str], settings: Settings) -> list[str]:
+    """Target environment variables that are set for a target without a ``[targets.<name>]``
+    table (so they do nothing), for ``clockify-relay check`` to point out."""
+    return [
+        f"{var.name} is set but there is no [targets.{spec.name}] table: {spec.name} is off"
+        for spec in registry.specs()
+        if spec.name not in settings.targets
+        for var in spec.env
+        if env.get(var.name)
+    ]
 
 
 def parse_tokens(raw: str) -> tuple[AcceptedToken, ...]:
@@ -216,16 +238,7 @@ def load_settings(
     path = Path(path_value) if path_value else None
     doc: dict[str, Any] = _read_toml(path) if path else {}
 
-    targets: dict[str, dict[str, Any]] = {
-        name: dict(section) for name, section in doc.get("targets", {}).items()
-    }
-    for env_name, target, key in TARGET_ENV:
-        if env.get(env_name):
-            targets.setdefault(target, {})[key] = env[env_name]
-    for section in targets.values():
-        for key in SECRET_TARGET_KEYS & section.keys():
-            if isinstance(section[key], str):
-                section[key] = Secret(section[key])
+    targets = _target_sections(doc, env)
 
     public_key: str | None = None
     key_file = env.get("CLOCKIFY_ADDON_PUBLIC_KEY_FILE")

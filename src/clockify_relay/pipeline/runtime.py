@@ -6,8 +6,8 @@ from functools import cached_property
 
 import redis
 
+from clockify_relay.connectors import registry
 from clockify_relay.connectors.base import Connector
-from clockify_relay.connectors.registry import CONNECTORS, connector_class
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetterQueue
 from clockify_relay.pipeline.engine import DeliveryEngine
@@ -41,10 +41,11 @@ class Runtime:
         return Outbox(self.redis, self.keys)
 
     def enabled_targets(self) -> list[str]:
-        """Targets configured under [targets.*] and not ``enabled = false``, in registry order."""
+        """Targets with a [targets.<name>] table that is not ``enabled = false``, in registry
+        order."""
         return [
             name
-            for name in CONNECTORS
+            for name in registry.names()
             if name in self.settings.targets and self.settings.targets[name].get("enabled", True)
         ]
 
@@ -55,7 +56,7 @@ class Runtime:
         """The delivery engine of one target (its connector is built on first use)."""
         if target not in self._engines:
             section = self.settings.targets.get(target, {})
-            connector = connector_class(target)(self.settings, section, self.redis)
+            connector = registry.connector_class(target)(self.settings, section, self.redis)
             reread = None
             if self.settings.clockify_api_key and section.get("reread", True):
                 from clockify_relay.clockify.client import ClockifyClient

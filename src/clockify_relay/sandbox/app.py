@@ -19,9 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from clockify_relay.connectors.blikk.fake import BlikkFake
-from clockify_relay.connectors.everit.fake import EveritFake
-from clockify_relay.connectors.tracket.fake import TracketFake
+from clockify_relay.connectors import registry
 from clockify_relay.sandbox.clockify import ClockifyFake
 from clockify_relay.sandbox.core import (
     CONTROL_PREFIX,
@@ -36,7 +34,10 @@ from clockify_relay.sandbox.core import (
     read_json,
 )
 
-FAKES: list[type[FakeTarget]] = [EveritFake, TracketFake, ClockifyFake, BlikkFake]
+
+def fake_classes() -> list[type[FakeTarget]]:
+    """The fake of every registered target (connectors/<target>/fake.py), then Clockify's."""
+    return [*(spec.fake_class() for spec in registry.specs()), ClockifyFake]
 
 
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
@@ -72,12 +73,12 @@ def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
 
 
 def build_app(config: SandboxConfig | None = None) -> Starlette:
-    """A sandbox app with every fake in :data:`FAKES`.
+    """A sandbox app with every fake of :func:`fake_classes`.
 
     Its :class:`~clockify_relay.sandbox.core.Sandbox` is ``app.state.sandbox``.
     """
     config = config or SandboxConfig()
-    sandbox = Sandbox(config, [fake_cls(config) for fake_cls in FAKES])
+    sandbox = Sandbox(config, [fake_cls(config) for fake_cls in fake_classes()])
     routes = _control_routes(sandbox)
     routes += [Mount(f"/{name}", routes=fake.routes()) for name, fake in sandbox.fakes.items()]
     app = Starlette(routes=routes, middleware=[Middleware(SandboxMiddleware, sandbox=sandbox)])
