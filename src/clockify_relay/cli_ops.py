@@ -152,14 +152,22 @@ def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> T
 def check(probe: bool, lookups: bool, output: str) -> None:
     """Validate the configuration and Redis (and optionally probe every enabled target).
 
-    Exit status 1 when anything is wrong, 2 when the configuration cannot be read.
+    Exit status 1 when anything is wrong, 2 when the configuration cannot be read or has
+    problems (every one is listed).
     """
     try:
         rt = reset_runtime()  # after --config: the settings of this invocation
     except ConfigurationError as exc:
-        if output != "json":
-            raise
-        _echo_json({"ok": False, "error": f"configuration error: {exc}"})
+        # Every problem load_settings found (SettingsError), or the one that stopped it.
+        problems = list(getattr(exc, "problems", ())) or [exc.message]
+        if output == "json":
+            _echo_json({"ok": False, "error": f"configuration error: {exc}", "problems": problems})
+        elif len(problems) == 1:
+            click.echo(f"configuration error: {problems[0]}")
+        else:
+            click.echo(f"configuration error: {len(problems)} problems (nothing else checked):")
+            for problem in problems:
+                click.echo(f"  {problem}")
         raise SystemExit(2) from None
     report = ops.check(rt, probe=probe, lookups=lookups)
     if output == "json":

@@ -16,7 +16,7 @@ from clockify_relay.connectors import registry
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.sandbox import relay_config
 from clockify_relay.sandbox.server import SandboxServer
-from clockify_relay.settings import Secret, load_settings
+from clockify_relay.settings import Secret, SettingsError, load_settings
 from tests.fixture_loader import ENTRY_MAIN
 from tests.pipeline.conftest import entry_payload, envelope
 
@@ -89,3 +89,23 @@ def test_the_receiver_and_settings_import_no_connector() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[] False", result.stderr
+
+
+def test_its_section_is_validated_by_the_keys_its_config_declares(
+    with_toy: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text('[targets.toy]\nenabled = "no"\n[targets.toy.defaults]\nbuckt = "b"\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings({"TOY_TOKEN": "t"}, path)
+    assert info.value.problems == (
+        "[targets.toy.defaults] buckt: unknown key; did you mean bucket?",
+        '[targets.toy] enabled: must be true or false, got "no"',
+    )
+
+
+def test_an_unregistered_target_is_an_unknown_table(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text("[targets.toy]\n")
+    with pytest.raises(SettingsError, match=r"\[targets.toy\]: unknown target"):
+        load_settings({}, path)

@@ -2,7 +2,7 @@
 
 Each target's package (``connectors/<name>/__init__.py``) exports ``SPEC``, and
 connectors/registry.py lists the packages, one line each. Everything that loops over targets
-reads the specs: settings.py (environment variables), the engine's runtime (the
+reads the specs: settings.py (environment variables, known TOML keys), the engine's runtime (the
 connector class), the sandbox (the fake and the relay configuration pointing at it) and
 ``clockify-relay check`` (look-ups).
 
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from clockify_relay.connectors.base import Connector
     from clockify_relay.sandbox.core import FakeTarget, SandboxConfig
+    from clockify_relay.settings import KnownKeys
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class TargetSpec:
     package: str
     # "module:attribute" references, imported on first use.
     connector: str  # the Connector subclass (connectors/base.py)
+    config_keys: str  # the settings.KnownKeys its config.py reads (besides the generic ones)
     fake: str  # its sandbox fake, a sandbox.core.FakeTarget subclass
     lookups: str | None = None  # f(connector) -> {name: rows}, for ``check --lookups``
     # Environment variables merged into the section.
@@ -65,6 +67,11 @@ class TargetSpec:
         """The target's Connector subclass."""
         cls: type[Connector] = self.load(self.connector)
         return cls
+
+    def known_keys(self) -> KnownKeys:
+        """The keys of ``[targets.<name>]`` the target's config.py reads."""
+        keys: KnownKeys = self.load(self.config_keys)
+        return keys
 
     def fake_class(self) -> type[FakeTarget]:
         """The target's sandbox fake."""

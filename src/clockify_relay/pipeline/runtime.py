@@ -13,7 +13,7 @@ from clockify_relay.pipeline.dlq import DeadLetterQueue
 from clockify_relay.pipeline.engine import DeliveryEngine
 from clockify_relay.pipeline.outbox import Outbox
 from clockify_relay.redis_conn import Keys, sync_client
-from clockify_relay.settings import Settings, load_settings
+from clockify_relay.settings import Settings, load_settings, target_section
 
 # A Clockify re-read: a rate-limit wait (at most 30 s) and one request (15 s).
 CLOCKIFY_CALL_BUDGET = 45.0
@@ -46,7 +46,8 @@ class Runtime:
         return [
             name
             for name in registry.names()
-            if name in self.settings.targets and self.settings.targets[name].get("enabled", True)
+            if name in self.settings.targets
+            and target_section(name, self.settings.targets[name]).enabled
         ]
 
     def connector(self, target: str) -> Connector:
@@ -56,9 +57,10 @@ class Runtime:
         """The delivery engine of one target (its connector is built on first use)."""
         if target not in self._engines:
             section = self.settings.targets.get(target, {})
+            options = target_section(target, section)
             connector = registry.connector_class(target)(self.settings, section, self.redis)
             reread = None
-            if self.settings.clockify_api_key and section.get("reread", True):
+            if self.settings.clockify_api_key and options.reread:
                 from clockify_relay.clockify.client import ClockifyClient
 
                 reread = ClockifyClient(self.settings, self.redis)
@@ -72,6 +74,7 @@ class Runtime:
                 self.settings.state_ttl,
                 reread,
                 int(slowest + LOCK_MARGIN),
+                scope=options,
             )
         return self._engines[target]
 

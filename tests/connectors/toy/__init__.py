@@ -11,6 +11,7 @@ SPEC = TargetSpec(
     name="toy",
     package=__name__,
     connector="connector:ToyConnector",
+    config_keys="config:KNOWN_KEYS",
     fake="fake:ToyFake",
     env=(EnvVar("TOY_TOKEN", "token", secret=True), EnvVar("TOY_BASE_URL", "base_url")),
     sandbox_section={"defaults": {"bucket": "sandbox-bucket"}},

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from clockify_relay.errors import ConfigurationError
-from clockify_relay.settings import Secret
+from clockify_relay.settings import KnownKeys, Secret
+
+KNOWN_KEYS = KnownKeys.of(
+    "token",
+    "base_url",
+    defaults=KnownKeys.of("bucket"),
+    projects=KnownKeys.of(rows=KnownKeys.of("bucket")),
+)
 
 
 @dataclass(frozen=True)

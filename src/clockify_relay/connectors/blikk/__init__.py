@@ -11,6 +11,7 @@ SPEC = TargetSpec(
     name="blikk",
     package=__name__,
     connector="connector:BlikkConnector",
+    config_keys="config:KNOWN_KEYS",
     fake="fake:BlikkFake",
     lookups="lookups:list_lookups",
     env=(

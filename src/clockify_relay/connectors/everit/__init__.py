@@ -10,6 +10,7 @@ SPEC = TargetSpec(
     name="everit",
     package=__name__,
     connector="connector:EveritConnector",
+    config_keys="config:KNOWN_KEYS",
     fake="fake:EveritFake",
     env=(
         EnvVar("EVERIT_API_KEY", "api_key", secret=True),

@@ -10,6 +10,7 @@ SPEC = TargetSpec(
     name="tracket",
     package=__name__,
     connector="connector:TracketConnector",
+    config_keys="config:KNOWN_KEYS",
     fake="fake:TracketFake",
     env=(
         EnvVar("TRACKET_TOKEN", "token", secret=True),
