@@ -427,14 +427,6 @@ def redis_location(url: str) -> str:
     return f"{parts.hostname or '?'}:{port}{parts.path}"
 
 
-def _without_target_name(target: str, line: str) -> str:
-    """A probe's line without a leading ``<target>:`` or ``<target> `` (the caller names the
-    target; some probes name it again)."""
-    if line[: len(target)].lower() == target and line[len(target) : len(target) + 1] in (":", " "):
-        return line[len(target) + 1 :].lstrip()
-    return line
-
-
 def check(
     rt: Runtime,
     *,
@@ -483,7 +475,7 @@ def _check_target(
             return TargetCheck(target, True, "configuration ok")
         if not redis_up:
             return TargetCheck(target, True, "configuration ok; not probed: Redis is unreachable")
-        message = _without_target_name(target, connector.probe()) if probe else "configuration ok"
+        message = connector.probe() if probe else "configuration ok"
         found = None
         spec = registry.spec(target)
         if lookups and spec.lookups:

@@ -188,7 +188,7 @@ class BlikkConnector(Connector):
         response = self.client.call("GET", "/v1/Admin/Users", params={"page": 1, "pageSize": 1})
         body = json_body(response, "GET /v1/Admin/Users")
         return (
-            f"blikk OK at {self.config.base_url}: app {self.config.app_id!r}, "
+            f"credentials accepted at {self.config.base_url}: app {self.config.app_id!r}, "
             f"{body.get('totalItemCount', '?')} users visible"
         )
 

@@ -84,7 +84,7 @@ class EveritConnector(Connector):
         self.client.request(
             "GET", "/worklog", params={"worklogId": 0}, allow_statuses=frozenset({400, 404})
         )
-        return f"everit: API key accepted at {self.config.base_url}"
+        return f"API key accepted at {self.config.base_url}"
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -65,7 +65,7 @@ class TracketConnector(Connector):
         listing proves the base URL serves the API (a wrong one answers 404 too)."""
         if self.client.get_worklog(PROBE_ID) is None:
             self.client.require_listing(f"GET {worklog_path(PROBE_ID)}")
-        return f"tracket: token accepted at {self.config.base_url}"
+        return f"token accepted at {self.config.base_url}"
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

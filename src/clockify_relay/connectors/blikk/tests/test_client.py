@@ -332,7 +332,10 @@ def test_token_shared_between_workers(
 ) -> None:
     connector.probe()
     other = BlikkConnector(settings, section(sandbox), redis_client)
-    assert other.probe().startswith("blikk OK")
+    assert other.probe() == (
+        f"credentials accepted at {sandbox.base_urls['blikk']}: app 'sandbox-blikk-app', "
+        "3 users visible"
+    )
     other.close()
     assert sandbox.state()["blikk"]["tokens_issued"] == 1
     # Neither the app id nor the token appears in key names.
