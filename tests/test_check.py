@@ -181,3 +181,63 @@ def test_check_json_reports_a_bad_config_file(
     assert result.exit_code == 2
     report = orjson.loads(result.stdout)
     assert report["ok"] is False and "not valid TOML" in report["error"]
+
+
+def test_check_notes_target_variables_without_a_table(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="tok")
+    path = tmp_path / "relay.toml"
+    text = path.read_text()
+    path.write_text(text[: text.index("[targets.tracket]")])  # everit only
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "targets enabled: everit\n" in result.output
+    assert "note: TRACKET_TOKEN is set but there is no [targets.tracket] table" in result.output
+    report = orjson.loads(CliRunner().invoke(main, ["check", "-o", "json"]).stdout)
+    assert [t["target"] for t in report["targets"]] == ["everit"]
+    assert any(note.startswith("BLIKK_APP_ID is set") for note in report["notes"])
+
+
+def test_check_reports_every_configuration_problem_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bad = tmp_path / "relay.toml"
+    bad.write_text(
+        '[retyr]\nmax_attempts = 3\n\n[targets.tracket]\nenabled = "false"\ntimout = 5\n'
+        "\n[targets.blikk.users]\n\n[targets.evrit]\n"
+    )
+    monkeypatch.setenv("RELAY_CONFIG", str(bad))
+    expected = [
+        "[retyr]: unknown table; did you mean [retry]?",
+        "[targets.tracket] timout: unknown key; did you mean timeout?",
+        "[targets.evrit]: unknown target; did you mean [targets.everit]?",
+        '[targets.tracket] enabled: must be true or false, got "false" '
+        "(a string: write it without quotes)",
+    ]
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        "configuration error: 4 problems (nothing else checked):",
+        *(f"  {problem}" for problem in expected),
+    ]
+    result = CliRunner().invoke(main, ["check", "-o", "json"])
+    assert result.exit_code == 2
+    report = orjson.loads(result.stdout)
+    assert report["ok"] is False and report["problems"] == expected
+
+
+def test_check_reports_a_config_directory_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RELAY_CONFIG", str(tmp_path))
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 2 and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+    assert result.output == (
+        f"configuration error: config file {tmp_path} is a directory, not a TOML file\n"
+    )

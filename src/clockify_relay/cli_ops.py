@@ -153,14 +153,22 @@ def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> T
 def check(probe: bool, lookups: bool, output: str) -> None:
     """Validate the configuration and Redis (and optionally probe every enabled target).
 
-    Exit status 1 when anything is wrong, 2 when the configuration cannot be read.
+    Exit status 1 when anything is wrong, 2 when the configuration cannot be read or has
+    problems (every one is listed).
     """
     try:
         rt = invocation().runtime
     except ConfigurationError as exc:
-        if output != "json":
-            raise
-        _echo_json({"ok": False, "error": f"configuration error: {exc}"})
+        # Every problem load_settings found (SettingsError), or the one that stopped it.
+        problems = list(getattr(exc, "problems", ())) or [exc.message]
+        if output == "json":
+            _echo_json({"ok": False, "error": f"configuration error: {exc}", "problems": problems})
+        elif len(problems) == 1:
+            click.echo(f"configuration error: {problems[0]}")
+        else:
+            click.echo(f"configuration error: {len(problems)} problems (nothing else checked):")
+            for problem in problems:
+                click.echo(f"  {problem}")
         raise SystemExit(2) from None
     report = ops.check(rt, probe=probe, lookups=lookups)
     if output == "json":
@@ -195,6 +203,8 @@ def _print_check(report: ops.CheckReport) -> None:
             click.echo(f"  {result.target}: {result.message}")
         else:
             click.echo(f"  {result.target}: {result.error_kind}: {result.message}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     for result in report.targets:
         for kind, rows in (result.lookups or {}).items():
             _console().print(_lookup_table(f"{result.target} {kind.replace('_', ' ')}", rows))

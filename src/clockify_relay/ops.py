@@ -13,10 +13,11 @@ verification of Redis, webhook verification and the targets (:func:`check`).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,13 +25,14 @@ from urllib.parse import urlsplit
 import jwt
 import redis
 
-from clockify_relay.connectors.registry import CONNECTORS
+from clockify_relay.connectors import registry
 from clockify_relay.errors import RelayError
 from clockify_relay.pipeline import delivery, trace
 from clockify_relay.pipeline.dlq import ROUTE_TARGET, DeadLetter, dlq_id
 from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.redis_conn import redis_url
+from clockify_relay.settings import ignored_target_env
 
 log = logging.getLogger("clockify_relay.ops")
 
@@ -343,7 +345,7 @@ def event_view(rt: Runtime, event_id: str) -> EventView:
     # A dead letter outlives its trace; its id is derived from (target, event id).
     letters = [
         letter
-        for letter in (rt.dlq.get(dlq_id(t, event_id)) for t in (*CONNECTORS, ROUTE_TARGET))
+        for letter in (rt.dlq.get(dlq_id(t, event_id)) for t in (*registry.names(), ROUTE_TARGET))
         if letter is not None
     ]
     if envelope is None and not records and not letters:
@@ -382,6 +384,8 @@ class CheckReport:
     webhook_tokens: int
     addon_jwt: bool
     targets: list[TargetCheck]
+    # Worth knowing, not wrong (e.g. a target's variables set without its table).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -407,6 +411,7 @@ class CheckReport:
                 "addon_jwt": self.addon_jwt,
             },
             "targets": [t.to_json() for t in self.targets],
+            "notes": self.notes,
         }
 
 
@@ -422,17 +427,16 @@ def redis_location(url: str) -> str:
     return f"{parts.hostname or '?'}:{port}{parts.path}"
 
 
-def _without_target_name(target: str, line: str) -> str:
-    """A probe's line without a leading ``<target>:`` or ``<target> `` (the caller names the
-    target; some probes name it again)."""
-    if line[: len(target)].lower() == target and line[len(target) : len(target) + 1] in (":", " "):
-        return line[len(target) + 1 :].lstrip()
-    return line
-
-
-def check(rt: Runtime, *, probe: bool = False, lookups: bool = False) -> CheckReport:
+def check(
+    rt: Runtime,
+    *,
+    probe: bool = False,
+    lookups: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> CheckReport:
     """Validate the configuration; with ``probe`` call each enabled target, with ``lookups``
-    list Blikk's registries.
+    list the registries of the targets that have them (Blikk's). ``env`` is the environment
+    the settings were read from (default: this process's).
 
     Redis comes first: without it nothing can be queued or delivered, and deliveries depend on it
     (locks, ID map, Blikk's token cache and pacing), so targets are then neither probed nor
@@ -458,6 +462,7 @@ def check(rt: Runtime, *, probe: bool = False, lookups: bool = False) -> CheckRe
         webhook_tokens=len(settings.webhook_tokens),
         addon_jwt=verifier.addon_enabled,
         targets=results,
+        notes=ignored_target_env(os.environ if env is None else env, settings),
     )
 
 
@@ -470,14 +475,11 @@ def _check_target(
             return TargetCheck(target, True, "configuration ok")
         if not redis_up:
             return TargetCheck(target, True, "configuration ok; not probed: Redis is unreachable")
-        message = _without_target_name(target, connector.probe()) if probe else "configuration ok"
+        message = connector.probe() if probe else "configuration ok"
         found = None
-        if lookups and target == "blikk":
-            from clockify_relay.connectors.blikk.client import BlikkConnector
-            from clockify_relay.connectors.blikk.lookups import list_lookups
-
-            assert isinstance(connector, BlikkConnector)
-            found = list_lookups(connector)
+        spec = registry.spec(target)
+        if lookups and spec.lookups:
+            found = spec.load(spec.lookups)(connector)
     except RelayError as exc:
         return TargetCheck(target, False, exc.message, probed=probe, error_kind=exc.kind)
     return TargetCheck(target, True, message, probed=probe, lookups=found)

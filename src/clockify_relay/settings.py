@@ -4,18 +4,24 @@ Environment variables hold what differs per deployment and what is secret; the T
 by ``RELAY_CONFIG`` (or ``--config``) holds mappings and rules. ``load_settings()`` is the only
 place that reads either; everything else receives a :class:`Settings`.
 
-Every key is documented in README.md ("Configuration").
+Every key is documented in README.md ("Configuration"). Nothing unknown is let through: a key
+or table the relay does not read is refused with its path and the nearest valid name, and
+``load_settings`` reports every problem it finds at once (:class:`SettingsError`).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from clockify_relay.connectors import registry
 from clockify_relay.errors import ConfigurationError
 
 BUNDLED_ADDON_PUBLIC_KEY = Path(__file__).parent / "clockify" / "clockify-addon-public-key.pem"
@@ -136,17 +142,269 @@ class Settings:
         return replace(self, **changes)
 
 
-# Environment variables that carry per-target secrets or endpoints: (env name, target, key).
-TARGET_ENV: tuple[tuple[str, str, str], ...] = (
-    ("EVERIT_API_KEY", "everit", "api_key"),
-    ("EVERIT_BASE_URL", "everit", "base_url"),
-    ("BLIKK_APP_ID", "blikk", "app_id"),
-    ("BLIKK_APP_SECRET", "blikk", "app_secret"),
-    ("BLIKK_BASE_URL", "blikk", "base_url"),
-    ("TRACKET_TOKEN", "tracket", "token"),
-    ("TRACKET_BASE_URL", "tracket", "base_url"),
+class SettingsError(ConfigurationError):
+    """The configuration has problems; ``problems`` lists every one, each naming its key."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        message = (
+            self.problems[0]
+            if len(self.problems) == 1
+            else f"{len(self.problems)} problems:\n" + "\n".join(f"  {p}" for p in self.problems)
+        )
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class KnownKeys:
+    """The keys a TOML table may hold, so that a misspelt one is refused, not ignored.
+
+    ``keys`` hold values; ``tables`` are sub-tables by name; with ``rows`` set, every other key
+    is an id (a Clockify user, project, …) whose value is a plain value or a table of the keys
+    ``rows`` knows (``[targets.everit.users."<id>"] account_id``).
+    """
+
+    keys: frozenset[str] = frozenset()
+    tables: Mapping[str, KnownKeys] = field(default_factory=dict)
+    rows: KnownKeys | None = None
+
+    @classmethod
+    def of(cls, *keys: str, rows: KnownKeys | None = None, **tables: KnownKeys) -> KnownKeys:
+        """``KnownKeys.of("timeout", defaults=KnownKeys.of("issue_id"))``."""
+        return cls(frozenset(keys), tables, rows)
+
+    def merged(self, other: KnownKeys) -> KnownKeys:
+        """The keys of both tables."""
+        return KnownKeys(
+            self.keys | other.keys, {**self.tables, **other.tables}, other.rows or self.rows
+        )
+
+
+# The keys every [targets.<name>] table may have, whatever the target (TargetSection, and
+# reconcile_margin: connectors/base.py).
+TARGET_KEYS = KnownKeys.of(
+    "enabled", "reread", "book_breaks", "only_projects", "skip_projects", "reconcile_margin"
 )
-SECRET_TARGET_KEYS = frozenset({"api_key", "app_secret", "token", "password"})
+RELAY_KEYS = ("dedup_window", "max_body_bytes", "trace_ttl", "state_ttl", "visibility_timeout")
+# Environment variables read as numbers (checked up front, so every bad one is reported).
+NUMBER_ENV = {
+    "RELAY_REDIS_TIMEOUT": float,
+    "RELAY_DEDUP_WINDOW": int,
+    "RELAY_MAX_BODY_BYTES": int,
+    "RELAY_TRACE_TTL": int,
+    "RELAY_STATE_TTL": int,
+    "RELAY_VISIBILITY_TIMEOUT": int,
+    "RELAY_LOST_AFTER": float,
+    "RELAY_MAX_RESENDS": int,
+    "CLOCKIFY_API_RATE": float,
+}
+
+
+def known_document() -> KnownKeys:
+    """Every table and key of the TOML file: the relay's own, and per registered target the
+    generic keys, those its environment variables set and those its config.py declares."""
+    targets = {
+        spec.name: TARGET_KEYS.merged(KnownKeys.of(*(var.key for var in spec.env))).merged(
+            spec.known_keys()
+        )
+        for spec in registry.specs()
+    }
+    return KnownKeys.of(
+        relay=KnownKeys.of(*RELAY_KEYS),
+        retry=KnownKeys.of("max_attempts", "base_delay", "max_delay", "max_countdown"),
+        defaults=KnownKeys.of("timezone"),
+        users=KnownKeys.of(rows=KnownKeys.of("timezone")),
+        targets=KnownKeys(tables=targets),
+    )
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _table_name(path: Sequence[str]) -> str:
+    """``[targets.everit.users."<id>"]`` for a path of keys."""
+    names = (k if _BARE_KEY.fullmatch(k) or k.startswith('"') else json.dumps(k) for k in path)
+    return "[" + ".".join(names) + "]"
+
+
+def _shown(value: object) -> str:
+    """A value as TOML writes it (``"false"`` is a string, ``false`` a boolean)."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return type(value).__name__
+
+
+def _unknown(path: Sequence[str], key: str, value: object, known: KnownKeys) -> str:
+    is_table = isinstance(value, Mapping)
+    what = "target" if tuple(path) == ("targets",) else "table" if is_table else "key"
+    if is_table:
+        where = _table_name([*path, key])
+    elif path:
+        where = f"{_table_name(path)} {key}"
+    else:
+        where, what = key, "key at the top of the file"
+
+    def name(candidate: str) -> str:
+        return _table_name([*path, candidate]) if candidate in known.tables else candidate
+
+    candidates = sorted(known.keys | set(known.tables))
+    nearest = difflib.get_close_matches(key, candidates, n=1)
+    if nearest:
+        hint = f"did you mean {name(nearest[0])}?"
+    elif candidates:
+        hint = "known here: " + ", ".join(name(c) for c in candidates)
+    else:
+        hint = "this table takes none"
+    return f"{where}: unknown {what}; {hint}"
+
+
+def unknown_keys(table: Mapping[str, Any], known: KnownKeys, path: Sequence[str] = ()) -> list[str]:
+    """Every key of ``table`` (and its sub-tables) that ``known`` does not know, each with its
+    path and the nearest valid name; and known tables given as plain values."""
+    problems: list[str] = []
+    for key, value in table.items():
+        where = [*path, str(key)]
+        if key in known.tables:
+            if isinstance(value, Mapping):
+                problems += unknown_keys(value, known.tables[key], where)
+            else:
+                problems.append(f"{_table_name(where)}: must be a table, got {_shown(value)}")
+        elif key in known.keys:
+            continue  # its value is checked by whoever reads it
+        elif known.rows is not None:
+            if isinstance(value, Mapping):  # an id's row: quoted, as README writes ids
+                problems += unknown_keys(value, known.rows, [*path, json.dumps(str(key))])
+        else:
+            problems.append(_unknown(path, str(key), value, known))
+    return problems
+
+
+@dataclass(frozen=True)
+class TargetSection:
+    """The keys every ``[targets.<name>]`` table may set, whatever the target."""
+
+    enabled: bool = True  # false: route() skips the target
+    reread: bool = True  # re-read entries from Clockify when CLOCKIFY_API_KEY is set
+    book_breaks: bool = False  # BREAK entries are booked
+    only_projects: frozenset[str] | None = None  # None: every project
+    skip_projects: frozenset[str] = frozenset()
+
+
+def _flag(section: Mapping[str, Any], key: str, default: bool, problems: list[str]) -> bool:
+    value = section.get(key, default)
+    if isinstance(value, bool):
+        return value
+    quoted = " (a string: write it without quotes)" if value in ("true", "false") else ""
+    problems.append(f"{key}: must be true or false, got {_shown(value)}{quoted}")
+    return default
+
+
+def _project_ids(
+    section: Mapping[str, Any], key: str, problems: list[str]
+) -> frozenset[str] | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return frozenset(value)
+    problems.append(
+        f'{key}: must be a list of Clockify project ids (["<id>", …]), got {_shown(value)}'
+    )
+    return None
+
+
+def _target_section(name: str, section: Mapping[str, Any], problems: list[str]) -> TargetSection:
+    found: list[str] = []
+    parsed = TargetSection(
+        enabled=_flag(section, "enabled", True, found),
+        reread=_flag(section, "reread", True, found),
+        book_breaks=_flag(section, "book_breaks", False, found),
+        only_projects=_project_ids(section, "only_projects", found),
+        skip_projects=_project_ids(section, "skip_projects", found) or frozenset(),
+    )
+    problems += [f"[targets.{name}] {problem}" for problem in found]
+    return parsed
+
+
+def target_section(name: str, section: Mapping[str, Any]) -> TargetSection:
+    """The generic keys of ``[targets.<name>]``, typed; :class:`SettingsError` when invalid."""
+    problems: list[str] = []
+    parsed = _target_section(name, section, problems)
+    if problems:
+        raise SettingsError(problems)
+    return parsed
+
+
+def _relay_number(relay: Mapping[str, Any], key: str, problems: list[str]) -> None:
+    value = relay.get(key)
+    if value is None:
+        return
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        int(value)
+    except (TypeError, ValueError):
+        problems.append(f"[relay] {key}: must be a whole number, got {_shown(value)}")
+
+
+def _problems(doc: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Everything wrong with the TOML document and the environment: unknown keys and tables
+    first, then values."""
+    problems = unknown_keys(doc, known_document())
+    targets = doc.get("targets", {})
+    for spec in registry.specs():
+        section = targets.get(spec.name) if isinstance(targets, Mapping) else None
+        if isinstance(section, Mapping):
+            _target_section(spec.name, section, problems)
+    relay = doc.get("relay", {})
+    for key in RELAY_KEYS:
+        if isinstance(relay, Mapping):
+            _relay_number(relay, key, problems)
+    retry = doc.get("retry", {})
+    if isinstance(retry, Mapping):
+        try:
+            _retry_policy(retry)
+        except ConfigurationError as exc:
+            problems.append(exc.message)
+    for name, kind in NUMBER_ENV.items():
+        try:
+            (_int if kind is int else _float)(env, name, 0)
+        except ConfigurationError as exc:
+            problems.append(exc.message)
+    return problems
+
+
+def _target_sections(doc: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``[targets.<name>]`` of every registered target that has one, with the environment
+    variables its spec declares (connectors/<target>/__init__.py) merged in and its secrets
+    wrapped. A target without a table stays off whatever its variables say."""
+    tables = doc.get("targets", {})
+    targets: dict[str, dict[str, Any]] = {}
+    for spec in registry.specs():
+        if not isinstance(tables.get(spec.name), Mapping):
+            continue
+        section = dict(tables[spec.name])
+        for var in spec.env:
+            if env.get(var.name):
+                section[var.key] = env[var.name]
+        for key in spec.secret_keys & section.keys():
+            if isinstance(section[key], str):
+                section[key] = Secret(section[key])
+        targets[spec.name] = section
+    return targets
+
+
+def ignored_target_env(env: Mapping[str, str], settings: Settings) -> list[str]:
+    """Target environment variables that are set for a target without a ``[targets.<name>]``
+    table (so they do nothing), for ``clockify-relay check`` to point out."""
+    return [
+        f"{var.name} is set but there is no [targets.{spec.name}] table: {spec.name} is off"
+        for spec in registry.specs()
+        if spec.name not in settings.targets
+        for var in spec.env
+        if env.get(var.name)
+    ]
 
 
 def parse_tokens(raw: str) -> tuple[AcceptedToken, ...]:
@@ -192,6 +450,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigurationError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"config file {path} is a directory, not a TOML file") from None
+    except PermissionError:
+        raise ConfigurationError(f"config file {path} cannot be read: permission denied") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(f"config file {path} cannot be read: {reason}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"config file {path} is not valid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
 
@@ -217,17 +484,11 @@ def load_settings(
     path_value = config_path or env.get("RELAY_CONFIG") or None
     path = Path(path_value) if path_value else None
     doc: dict[str, Any] = _read_toml(path) if path else {}
+    problems = _problems(doc, env)
+    if problems:
+        raise SettingsError(problems)
 
-    targets: dict[str, dict[str, Any]] = {
-        name: dict(section) for name, section in doc.get("targets", {}).items()
-    }
-    for env_name, target, key in TARGET_ENV:
-        if env.get(env_name):
-            targets.setdefault(target, {})[key] = env[env_name]
-    for section in targets.values():
-        for key in SECRET_TARGET_KEYS & section.keys():
-            if isinstance(section[key], str):
-                section[key] = Secret(section[key])
+    targets = _target_sections(doc, env)
 
     public_key: str | None = None
     key_file = env.get("CLOCKIFY_ADDON_PUBLIC_KEY_FILE")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Secret, Settings
@@ -51,15 +52,13 @@ def rt(everit_settings: Settings) -> Iterator[Runtime]:
     runtime.redis.close()
 
 
-def envelope(
-    event_type: str, payload: dict[str, Any], sequence: int | None = None
-) -> dict[str, Any]:
+def envelope(event_type: str, payload: dict[str, Any], sequence: int | None = None) -> Envelope:
     """An envelope as ingest makes it (sequence given, or the next of a test counter)."""
     return {
         "event_id": uuid.uuid4().hex,
         "event_type": event_type,
         "workspace_id": payload.get("workspaceId", ""),
-        "entity_id": payload["id"],
+        "entity_id": str(payload["id"]),
         "received_at": "2026-11-22T10:00:00+00:00",
         "sequence": sequence if sequence is not None else next(_sequence),
         "payload": payload,

@@ -116,7 +116,7 @@ def test_reread_entry_keeps_the_webhooks_zone(
     }
     put_entry(clean_sandbox, payload)  # the fake answers it in REST form, without timeZone
     assert reread_rt.settings.default_timezone == "UTC"
-    reread_rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    reread_rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
     [worklog] = worklogs(clean_sandbox)
     assert (worklog["workDate"], worklog["workStartTime"]) == ("2026-08-08", "00:40")
     assert worklog["_headers"]["x-timezone"] == "Europe/Stockholm"
@@ -138,7 +138,7 @@ def test_reread_entry_without_any_zone_takes_the_users_configured_zone(
             raw={"users": {payload["userId"]: {"timezone": "Europe/Stockholm"}}}
         )
     )
-    rt.delivery("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
     [worklog] = worklogs(clean_sandbox)
     assert (worklog["workDate"], worklog["workStartTime"]) == ("2026-08-08", "00:40")
     rt.redis.close()
@@ -148,7 +148,7 @@ def test_too_many_requests_with_a_404_is_no_deletion(
     reread_rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
     put_entry(clean_sandbox, rest_form(entry_payload()))
-    delivery = reread_rt.delivery("everit")
+    delivery = reread_rt.engine("everit")
     delivery.deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     # Clockify's "Too many requests" may come with any status; with a 404 it must not read as
     # "the entry is gone".

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from clockify_relay.sandbox.app import FAKES, build_app
+from clockify_relay.sandbox.app import build_app, fake_classes
 from clockify_relay.sandbox.core import FaultError, SandboxConfig, parse_fault
 from clockify_relay.sandbox.server import SandboxServer
 
@@ -33,7 +33,7 @@ def test_state_shape(sandbox: SandboxServer, http: httpx.Client) -> None:
     assert state["tracket"]["worklogs"] == []
     assert state["clockify"]["time_entries"] == []
     assert state["faults"] == []
-    assert set(state["requests"]) == {fake.name for fake in FAKES}
+    assert set(state["requests"]) == {fake.name for fake in fake_classes()}
     assert all(count == 0 for count in state["requests"].values())
     # The in-process view is the same document.
     assert sandbox.state() == state

@@ -89,7 +89,7 @@ def _toml(section: Mapping[str, Any], path: str = "targets.blikk") -> list[str]:
 def child_main(spec: Mapping[str, Any]) -> dict[str, Any]:
     """One plain worker: ``create`` in a loop from ``start_at`` to ``stop_at`` (epoch seconds)."""
     from clockify_relay.clockify.models import parse_time_entry
-    from clockify_relay.connectors.blikk.client import BlikkConnector
+    from clockify_relay.connectors.blikk.connector import BlikkConnector
     from clockify_relay.errors import RelayError
     from clockify_relay.settings import Secret, Settings
 
@@ -115,18 +115,25 @@ def child_main(spec: Mapping[str, Any]) -> dict[str, Any]:
                 time.sleep(min(float(retry_after), 5.0))
     connector.close()
     client.close()
-    return {"pid": os.getpid(), "created": created, "errors": dict(errors),
-            "late_start_seconds": round(max(late, 0.0), 3)}
+    return {
+        "pid": os.getpid(),
+        "created": created,
+        "errors": dict(errors),
+        "late_start_seconds": round(max(late, 0.0), 3),
+    }
 
 
-def _start_children(options: RatelimitOptions, spec: Mapping[str, Any],
-                    workdir: Path) -> list[subprocess.Popen[str]]:
+def _start_children(
+    options: RatelimitOptions, spec: Mapping[str, Any], workdir: Path
+) -> list[subprocess.Popen[str]]:
     children = []
     for index in range(options.workers):
         child = subprocess.Popen(
             [sys.executable, "-m", "clockify_relay.bench.ratelimit"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=(workdir / f"child-{index}.log").open("w"), text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=(workdir / f"child-{index}.log").open("w"),
+            text=True,
         )
         assert child.stdin is not None
         child.stdin.write(json.dumps({**spec, "index": index}))
@@ -159,16 +166,21 @@ async def _queue_events(redis_url: str, key_prefix: str, count: int) -> None:
         await client.aclose()
 
 
-def _start_celery_workers(options: RatelimitOptions, env: Mapping[str, str],
-                          workdir: Path) -> list[subprocess.Popen[str]]:
+def _start_celery_workers(
+    options: RatelimitOptions, env: Mapping[str, str], workdir: Path
+) -> list[subprocess.Popen[str]]:
     workers = []
     for index in range(options.workers):
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "clockify_relay", "worker", "--concurrency", "1"],
-            env={**env, "RELAY_BEAT_SCHEDULE_FILE": str(workdir / f"beat-{index}")},
-            stdout=(workdir / f"worker-{index}.log").open("w"), stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
-        ))
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "clockify_relay", "worker", "--concurrency", "1"],
+                env={**env, "RELAY_BEAT_SCHEDULE_FILE": str(workdir / f"beat-{index}")},
+                stdout=(workdir / f"worker-{index}.log").open("w"),
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        )
     return workers
 
 
@@ -235,8 +247,11 @@ def run_ratelimit(options: RatelimitOptions, progress: Progress = lambda _: None
             embedded = EmbeddedRedis(workdir / "redis", fsync="everysec").start()
             url = embedded.url
         client = redis.Redis.from_url(url)
-        report["redis"] = {"url": safe_redis_url(url), "embedded": embedded is not None,
-                           **redis_persistence(client)}
+        report["redis"] = {
+            "url": safe_redis_url(url),
+            "embedded": embedded is not None,
+            **redis_persistence(client),
+        }
         sandbox = SandboxServer(sandbox_config).start()
         section = blikk_section(sandbox.base_urls["blikk"], sandbox_config)
         progress(f"sandbox at {sandbox.url}; Blikk limit {sandbox_config.blikk_rate_per_second}/s")
@@ -245,20 +260,31 @@ def run_ratelimit(options: RatelimitOptions, progress: Progress = lambda _: None
             start_at = time.time() + START_DELAY
             window = (start_at + options.warmup, start_at + options.warmup + options.duration)
             spec = {
-                "redis_url": url, "key_prefix": key_prefix, "section": section,
+                "redis_url": url,
+                "key_prefix": key_prefix,
+                "section": section,
                 "app_secret": sandbox_config.blikk_app_secret,
-                "start_at": start_at, "stop_at": window[1] + 1.0,
+                "start_at": start_at,
+                "stop_at": window[1] + 1.0,
             }
             progress(f"{options.workers} plain processes calling BlikkConnector.create")
             processes = _start_children(options, spec, workdir)
         else:
             config_path = workdir / "relay.toml"
             config_path.write_text("\n".join(_toml(section)) + "\n")
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("RELAY_", "CLOCKIFY_", "BLIKK_", "EVERIT_", "TRACKET_"))}
-            env.update(REDIS_URL=url, RELAY_KEY_PREFIX=key_prefix, RELAY_CONFIG=str(config_path),
-                       BLIKK_APP_SECRET=sandbox_config.blikk_app_secret,
-                       RELAY_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("RELAY_", "CLOCKIFY_", "BLIKK_", "EVERIT_", "TRACKET_"))
+            }
+            env.update(
+                REDIS_URL=url,
+                RELAY_KEY_PREFIX=key_prefix,
+                RELAY_CONFIG=str(config_path),
+                BLIKK_APP_SECRET=sandbox_config.blikk_app_secret,
+                RELAY_LOG_LEVEL="WARNING",
+                PYTHONUNBUFFERED="1",
+            )
             backlog = int((options.duration + options.warmup + 20) * 4 * 1.5) + 10 * options.workers
             progress(f"queueing {backlog} NEW_TIME_ENTRY events")
             asyncio.run(_queue_events(url, key_prefix, backlog))
@@ -316,10 +342,16 @@ def run_ratelimit(options: RatelimitOptions, progress: Progress = lambda _: None
         if workers:
             report["workers"] = workers
         report["targets"] = {
-            "requests_per_second": {"value": rate, "target": TARGET_RATE,
-                                    "met": rate >= TARGET_RATE},
-            "no_429": {"value": int(final["rejected_429"]), "target": 0,
-                       "met": int(final["rejected_429"]) == 0},
+            "requests_per_second": {
+                "value": rate,
+                "target": TARGET_RATE,
+                "met": rate >= TARGET_RATE,
+            },
+            "no_429": {
+                "value": int(final["rejected_429"]),
+                "target": 0,
+                "met": int(final["rejected_429"]) == 0,
+            },
         }
         report["load_average_at_end"] = round(os.getloadavg()[0], 2)
         return report
@@ -363,12 +395,16 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"requests in any one second, {whole['time_reports']} time reports",
     ]
     for worker in report.get("workers", []):
-        lines.append(f"  worker pid {worker['pid']}: {worker['created']} created, "
-                     f"errors {worker['errors'] or 'none'}")
+        lines.append(
+            f"  worker pid {worker['pid']}: {worker['created']} created, "
+            f"errors {worker['errors'] or 'none'}"
+        )
     lines.append("targets:")
     for name, target in report["targets"].items():
-        lines.append(f"  {name}: {'met' if target['met'] else 'MISSED'} "
-                     f"({target['value']} vs {target['target']})")
+        lines.append(
+            f"  {name}: {'met' if target['met'] else 'MISSED'} "
+            f"({target['value']} vs {target['target']})"
+        )
     return "\n".join(lines)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import redis
 
-from clockify_relay.connectors.http import BaseClient, excerpt
 from clockify_relay.errors import ConfigurationError, PermanentError, TransientError
+from clockify_relay.http_client import BaseClient, excerpt
 from clockify_relay.ratelimit import RateLimiter
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings

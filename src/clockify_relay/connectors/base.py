@@ -95,7 +95,8 @@ class Connector(ABC):
         raise NotImplementedError
 
     def probe(self) -> str:
-        """Check credentials and reachability; return a one-line description for ``check``."""
+        """Check credentials and reachability; return one line for ``check``, which names the
+        target itself (so the line does not: "API key accepted at …")."""
         return "no probe"
 
     def close(self) -> None:  # noqa: B027 - optional hook, most connectors have nothing to do

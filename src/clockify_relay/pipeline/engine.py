@@ -53,6 +53,7 @@ from clockify_relay.errors import (
 )
 from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.redis_conn import Keys
+from clockify_relay.settings import TargetSection, target_section
 
 CREATE_EVENTS = frozenset({"NEW_TIME_ENTRY", "TIMER_STOPPED"})
 UPDATE_EVENTS = frozenset({"TIME_ENTRY_UPDATED", "TIME_ENTRY_SPLIT"})
@@ -143,14 +144,14 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def out_of_scope(entry: TimeEntry, section: Mapping[str, Any]) -> str | None:
+def out_of_scope(entry: TimeEntry, scope: TargetSection) -> str | None:
     """Why this target books nothing for the entry, or None when it is in scope."""
-    if entry.is_break and not section.get("book_breaks", False):
+    if entry.is_break and not scope.book_breaks:
         return "BREAK entries are not booked (book_breaks = false)"
-    projects = section.get("only_projects")
+    projects = scope.only_projects
     if projects is not None and entry.project_id not in projects:
         return f"project {entry.project_id} is not in only_projects"
-    if entry.project_id and entry.project_id in section.get("skip_projects", ()):
+    if entry.project_id and entry.project_id in scope.skip_projects:
         return f"project {entry.project_id} is in skip_projects"
     return None
 
@@ -174,6 +175,7 @@ class DeliveryEngine:
         state_ttl: int,
         reread: EntryReader | None = None,
         lock_seconds: int = 300,
+        scope: TargetSection | None = None,
     ) -> None:
         self.connector = connector
         self.target = connector.name
@@ -182,6 +184,8 @@ class DeliveryEngine:
         self.state_ttl = state_ttl
         self.reread = reread  # rule 5, when a Clockify API key is configured
         self.lock_seconds = lock_seconds
+        # The target's generic keys (book_breaks, only_projects, skip_projects), typed.
+        self.scope = scope if scope is not None else target_section(self.target, connector.section)
         self._lock: Lock | None = None
 
     @contextmanager
@@ -288,7 +292,7 @@ class DeliveryEngine:
 
     def _apply(self, entry: TimeEntry, state: EntryState, why: str) -> Outcome:
         """Make the target hold exactly this entry's bookings (or none when out of scope)."""
-        reason = out_of_scope(entry, self.connector.section)
+        reason = out_of_scope(entry, self.scope)
         desired: dict[str, Booking] = {}
         if reason is None and not entry.running:
             try:

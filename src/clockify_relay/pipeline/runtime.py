@@ -6,14 +6,14 @@ from functools import cached_property
 
 import redis
 
+from clockify_relay.connectors import registry
 from clockify_relay.connectors.base import Connector
-from clockify_relay.connectors.registry import CONNECTORS, connector_class
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetterQueue
 from clockify_relay.pipeline.engine import DeliveryEngine
 from clockify_relay.pipeline.outbox import Outbox
 from clockify_relay.redis_conn import Keys, sync_client
-from clockify_relay.settings import Settings, load_settings
+from clockify_relay.settings import Settings, load_settings, target_section
 
 # A Clockify re-read: a rate-limit wait (at most 30 s) and one request (15 s).
 CLOCKIFY_CALL_BUDGET = 45.0
@@ -41,11 +41,13 @@ class Runtime:
         return Outbox(self.redis, self.keys)
 
     def enabled_targets(self) -> list[str]:
-        """Targets configured under [targets.*] and not ``enabled = false``, in registry order."""
+        """Targets with a [targets.<name>] table that is not ``enabled = false``, in registry
+        order."""
         return [
             name
-            for name in CONNECTORS
-            if name in self.settings.targets and self.settings.targets[name].get("enabled", True)
+            for name in registry.names()
+            if name in self.settings.targets
+            and target_section(name, self.settings.targets[name]).enabled
         ]
 
     def connector(self, target: str) -> Connector:
@@ -55,9 +57,10 @@ class Runtime:
         """The delivery engine of one target (its connector is built on first use)."""
         if target not in self._engines:
             section = self.settings.targets.get(target, {})
-            connector = connector_class(target)(self.settings, section, self.redis)
+            options = target_section(target, section)
+            connector = registry.connector_class(target)(self.settings, section, self.redis)
             reread = None
-            if self.settings.clockify_api_key and section.get("reread", True):
+            if self.settings.clockify_api_key and options.reread:
                 from clockify_relay.clockify.client import ClockifyClient
 
                 reread = ClockifyClient(self.settings, self.redis)
@@ -71,6 +74,7 @@ class Runtime:
                 self.settings.state_ttl,
                 reread,
                 int(slowest + LOCK_MARGIN),
+                scope=options,
             )
         return self._engines[target]
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from clockify_relay.sandbox.blikk import BlikkFake
+from clockify_relay.connectors import registry
 from clockify_relay.sandbox.clockify import ClockifyFake
 from clockify_relay.sandbox.core import (
     CONTROL_PREFIX,
@@ -30,12 +30,14 @@ from clockify_relay.sandbox.core import (
     SandboxConfig,
     SandboxMiddleware,
     json_response,
+    method_route,
     read_json,
 )
-from clockify_relay.sandbox.everit import EveritFake
-from clockify_relay.sandbox.tracket import TracketFake
 
-FAKES: list[type[FakeTarget]] = [EveritFake, TracketFake, ClockifyFake, BlikkFake]
+
+def fake_classes() -> list[type[FakeTarget]]:
+    """The fake of every registered target (connectors/<target>/fake.py), then Clockify's."""
+    return [*(spec.fake_class() for spec in registry.specs()), ClockifyFake]
 
 
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
@@ -58,14 +60,10 @@ def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
         sandbox.faults.clear()
         return json_response({"cleared": True})
 
-    async def faults(request: Request) -> Response:
-        # One route for both methods, so a 405 lists both (Starlette lists one route's).
-        return await (post_fault if request.method == "POST" else delete_faults)(request)
-
     routes: list[BaseRoute] = [
         Route(f"{CONTROL_PREFIX}/state", get_state, methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"]),
-        Route(f"{CONTROL_PREFIX}/faults", faults, methods=["POST", "DELETE"]),
+        method_route(f"{CONTROL_PREFIX}/faults", {"POST": post_fault, "DELETE": delete_faults}),
     ]
     for name, fake in sandbox.fakes.items():
         extra = fake.control_routes()
@@ -75,12 +73,12 @@ def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
 
 
 def build_app(config: SandboxConfig | None = None) -> Starlette:
-    """A sandbox app with every fake in :data:`FAKES`.
+    """A sandbox app with every fake of :func:`fake_classes`.
 
     Its :class:`~clockify_relay.sandbox.core.Sandbox` is ``app.state.sandbox``.
     """
     config = config or SandboxConfig()
-    sandbox = Sandbox(config, [fake_cls(config) for fake_cls in FAKES])
+    sandbox = Sandbox(config, [fake_cls(config) for fake_cls in fake_classes()])
     routes = _control_routes(sandbox)
     routes += [Mount(f"/{name}", routes=fake.routes()) for name, fake in sandbox.fakes.items()]
     app = Starlette(routes=routes, middleware=[Middleware(SandboxMiddleware, sandbox=sandbox)])

@@ -1,5 +1,5 @@
-"""Fake of the part of the Clockify REST API (v1) the relay reads (/work/shared/api-docs/
-clockify-api.txt).
+"""Fake of the part of the Clockify REST API the relay reads, as Clockify's "Clockify API (v1)"
+reference documents it.
 
 API (base URL ``<sandbox>/clockify/api``), all with ``X-Api-Key``:
 

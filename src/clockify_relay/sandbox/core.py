@@ -9,7 +9,8 @@ at ``/{name}``. What all of them share lives here so each fake only implements i
   writing a line for them.
 * :class:`Sandbox` -- the fakes of one app, the request counters and the fault registry, with the
   ``state()``/``reset()`` behind ``GET /_sandbox/state`` and ``POST /_sandbox/reset``.
-* Small helpers (:func:`json_response`, :func:`read_json`) so fakes answer JSON the same way.
+* Small helpers (:func:`json_response`, :func:`read_json`) so fakes answer JSON the same way, and
+  :func:`method_route` so a path's 405 lists every method it takes.
 
 All state is in memory per app instance and guarded by locks: the app runs in a uvicorn thread
 while tests read it from another thread through
@@ -23,14 +24,14 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # How long a ``"timeout": true`` fault holds a request: longer than any client timeout the relay
@@ -122,6 +123,25 @@ async def read_json(request: Request) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidJSON(f"malformed JSON: {exc}") from None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def method_route(path: str, handlers: Mapping[str, Handler]) -> Route:
+    """One route for ``path`` with a handler per method (``{"GET": ..., "POST": ...}``).
+
+    Starlette answers a request with the first route whose path matches, and its 405 lists that
+    route's methods only; one route per path makes a 405 list every method the path takes.
+    """
+    methods = {method.upper(): handler for method, handler in handlers.items()}
+
+    async def dispatch(request: Request) -> Response:
+        # Starlette adds HEAD to a route that takes GET.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await methods[method](request)
+
+    return Route(path, dispatch, methods=list(methods))
 
 
 # --------------------------------------------------------------------------------------------

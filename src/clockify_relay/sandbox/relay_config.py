@@ -1,47 +1,35 @@
-"""The relay configuration used by ``clockify-relay run --sandbox``: every enabled target points
-at the sandbox, and every Clockify user and project maps to sandbox defaults, so any well-formed
-entry flows through."""
+"""The relay configuration used by ``clockify-relay run --sandbox``: every registered target
+points at its sandbox fake, with the section and credentials its spec declares for it
+(connectors/<target>/__init__.py), so any well-formed entry flows through."""
 
 from __future__ import annotations
 
+import copy
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from clockify_relay.connectors import registry
 from clockify_relay.sandbox.core import SandboxConfig
-
-# Catch-all rows ("*") map every Clockify user and project to records the Blikk fake seeds.
-BLIKK_CATCH_ALL = {"users": {"*": 1}, "projects": {"*": {"project_id": 1}}}
 
 
 def sandbox_targets(base_urls: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``[targets.*]`` sections (without secrets) for the sandbox's fakes."""
     return {
-        "everit": {"base_url": base_urls["everit"], "defaults": {"issue_id": 10000}},
-        "blikk": {
-            "base_url": base_urls["blikk"],
-            "defaults": {"activity_id": 1, "time_code_id": 1, "time_article_id": 1},
-            **BLIKK_CATCH_ALL,
-        },
-        "tracket": {
-            "base_url": base_urls["tracket"],
-            "defaults": {"item_id": "sandbox-item", "user_id": "sandbox-user"},
-        },
+        spec.name: {"base_url": base_urls[spec.name], **copy.deepcopy(dict(spec.sandbox_section))}
+        for spec in registry.specs()
     }
 
 
 def sandbox_env(config: SandboxConfig, base_urls: Mapping[str, str]) -> dict[str, str]:
     """Credentials and endpoints of the fakes, as the relay reads them from its environment."""
-    return {
-        "EVERIT_API_KEY": config.everit_api_key,
-        "EVERIT_BASE_URL": base_urls["everit"],
-        "BLIKK_APP_ID": config.blikk_app_id,
-        "BLIKK_APP_SECRET": config.blikk_app_secret,
-        "BLIKK_BASE_URL": base_urls["blikk"],
-        "TRACKET_TOKEN": config.tracket_token,
-        "TRACKET_BASE_URL": base_urls["tracket"],
-    }
+    env: dict[str, str] = {}
+    for spec in registry.specs():
+        env.update(spec.sandbox_env(config))
+        if spec.base_url_env:
+            env[spec.base_url_env] = base_urls[spec.name]
+    return env
 
 
 def _toml_value(value: Any) -> str:

@@ -49,7 +49,7 @@ from typing import Any
 
 from clockify_relay.connectors.config_values import id_rows, table, whole_number
 from clockify_relay.errors import ConfigurationError
-from clockify_relay.settings import Secret
+from clockify_relay.settings import KnownKeys, Secret
 
 DEFAULT_BASE_URL = "https://publicapi.blikk.com"
 DEFAULT_TIMEOUT = 15.0
@@ -57,6 +57,24 @@ DEFAULT_RATE = 4.0
 SECTION = "targets.blikk"
 PROJECT_KINDS = ("project_id", "internal_project_id", "absence_project_id")
 REFERENCE_KEYS = ("activity_id", "time_code_id", "time_article_id")
+
+_PROJECT_ROW = KnownKeys.of(*PROJECT_KINDS, *REFERENCE_KEYS, "name")
+# Every key parse_config reads (settings.py refuses others, naming the nearest of these).
+KNOWN_KEYS = KnownKeys.of(
+    "app_id",
+    "app_secret",
+    "base_url",
+    "timeout",
+    "rate_per_second",
+    "rate_padding_ms",
+    "rate_max_wait",
+    "token_refresh_margin",
+    "invoiceable_when_not_billable",
+    defaults=_PROJECT_ROW,
+    users=KnownKeys.of(rows=KnownKeys.of("user_id")),
+    projects=KnownKeys.of(rows=_PROJECT_ROW),
+    tasks=KnownKeys.of(rows=KnownKeys.of("task_id")),
+)
 
 
 @dataclass(frozen=True)

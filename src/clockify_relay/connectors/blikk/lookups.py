@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from clockify_relay.connectors.blikk.client import BlikkClient, BlikkConnector
+from clockify_relay.connectors.blikk.api import BlikkClient
+from clockify_relay.connectors.blikk.connector import BlikkConnector
 
 # Name of the lookup → its list endpoint.
 ENDPOINTS: dict[str, str] = {

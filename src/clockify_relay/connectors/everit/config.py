@@ -51,11 +51,27 @@ from typing import Any
 
 from clockify_relay.connectors.config_values import id_rows, table, whole_number
 from clockify_relay.errors import ConfigurationError
-from clockify_relay.settings import Secret
+from clockify_relay.settings import KnownKeys, Secret
 
 DEFAULT_BASE_URL = "https://jttp-cloud.everit.biz/timetracker/api/latest/public"
 DEFAULT_TIMEOUT = 15.0
 SECTION = "targets.everit"
+
+# Every key parse_config reads (settings.py refuses others, naming the nearest of these).
+KNOWN_KEYS = KnownKeys.of(
+    "api_key",
+    "base_url",
+    "timeout",
+    "requested_by",
+    "require_user_mapping",
+    "on_behalf_for_delete",
+    defaults=KnownKeys.of("issue_id"),
+    users=KnownKeys.of(rows=KnownKeys.of("account_id")),
+    projects=KnownKeys.of(rows=KnownKeys.of("issue_id")),
+    tasks=KnownKeys.of(rows=KnownKeys.of("issue_id")),
+    issue_keys=KnownKeys.of(rows=KnownKeys.of()),
+    tags=KnownKeys.of(rows=KnownKeys.of("tag_id")),
+)
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,25 @@ from typing import Any
 
 from clockify_relay.connectors.config_values import table
 from clockify_relay.errors import ConfigurationError
-from clockify_relay.settings import Secret
+from clockify_relay.settings import KnownKeys, Secret
 
 DEFAULT_BASE_URL = "https://tracket.dev/api/1.0"
 DEFAULT_TIMEOUT = 15.0
 SECTION = "targets.tracket"
+
+_ITEM_ROW = KnownKeys.of("item_id", "worklog_category")
+# Every key parse_config reads (settings.py refuses others, naming the nearest of these).
+KNOWN_KEYS = KnownKeys.of(
+    "token",
+    "base_url",
+    "auth_header",
+    "auth_scheme",
+    "timeout",
+    defaults=KnownKeys.of("item_id", "user_id", "worklog_category"),
+    users=KnownKeys.of(rows=KnownKeys.of("user_id")),
+    projects=KnownKeys.of(rows=_ITEM_ROW),
+    tasks=KnownKeys.of(rows=_ITEM_ROW),
+)
 
 
 @dataclass(frozen=True)

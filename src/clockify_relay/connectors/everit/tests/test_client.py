@@ -13,7 +13,7 @@ from tests.fixture_loader import USER_ANNA as USER
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.base import Booking
-from clockify_relay.connectors.everit.client import EveritConnector
+from clockify_relay.connectors.everit.connector import EveritConnector
 from clockify_relay.connectors.registry import connector_class
 from clockify_relay.errors import (
     PermanentError,
@@ -187,7 +187,7 @@ def test_wrong_api_key_is_permanent_and_not_echoed(everit_url: str) -> None:
 
 
 def test_probe_accepts_working_key(everit_url: str) -> None:
-    assert "accepted" in make(everit_url).probe()
+    assert make(everit_url).probe() == f"API key accepted at {everit_url}"
 
 
 def test_missing_permission_479_is_permanent(sandbox: SandboxServer, everit_url: str) -> None:

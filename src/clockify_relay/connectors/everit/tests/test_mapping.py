@@ -12,8 +12,8 @@ from tests.fixture_loader import TAG_MEETING, TAG_REMOTE, TASK_DESIGN, fixture_j
 from tests.fixture_loader import USER_ANNA as USER
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
-from clockify_relay.connectors.everit.client import EveritConnector
 from clockify_relay.connectors.everit.config import DEFAULT_BASE_URL, EveritConfig, parse_config
+from clockify_relay.connectors.everit.connector import EveritConnector
 from clockify_relay.connectors.everit.mapping import jira_keys, new_worklog, resolve_issue_id
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Secret, Settings

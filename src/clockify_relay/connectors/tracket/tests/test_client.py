@@ -15,7 +15,7 @@ from tests.fixture_loader import USER_ANNA as USER
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.base import Booking
 from clockify_relay.connectors.registry import connector_class
-from clockify_relay.connectors.tracket.client import TracketConnector
+from clockify_relay.connectors.tracket.connector import TracketConnector
 from clockify_relay.errors import (
     ConfigurationError,
     PermanentError,
@@ -179,7 +179,7 @@ def test_wrong_auth_scheme_is_refused(tracket_url: str) -> None:
 
 
 def test_probe_accepts_working_token(tracket_url: str) -> None:
-    assert "accepted" in make(tracket_url).probe()
+    assert make(tracket_url).probe() == f"token accepted at {tracket_url}"
 
 
 def test_validation_400_is_permanent_and_names_fields(

@@ -13,13 +13,13 @@ from tests.fixture_loader import TASK_DESIGN, fixture_json
 from tests.fixture_loader import USER_ANNA as USER
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
-from clockify_relay.connectors.tracket.client import TracketConnector
 from clockify_relay.connectors.tracket.config import (
     DEFAULT_BASE_URL,
     ItemRow,
     TracketConfig,
     parse_config,
 )
+from clockify_relay.connectors.tracket.connector import TracketConnector
 from clockify_relay.connectors.tracket.mapping import resolve_category, resolve_item_id, worklog
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Secret, Settings

@@ -342,3 +342,12 @@ def test_control_adds_registry_records(api: Api) -> None:
     assert {"id": 50, "name": "Support"}.items() <= items[-1].items()
     assert api("POST", "/v1/Core/TimeReports", json=report(activityId=50)).status_code == 200
     assert api.control("/registries/nope", json={}).status_code == 404
+
+
+def test_a_405_lists_every_method_of_its_path(api: Api) -> None:
+    def allowed(response: httpx.Response) -> set[str]:
+        assert response.status_code == 405
+        return {method.strip() for method in response.headers["allow"].split(",")}
+
+    assert allowed(api("PATCH", "/v1/Core/TimeReports")) >= {"GET", "POST"}
+    assert allowed(api("POST", "/v1/Core/TimeReports/7")) >= {"GET", "PUT", "DELETE"}

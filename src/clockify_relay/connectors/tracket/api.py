@@ -1,7 +1,6 @@
-"""Tracket connector: the HTTP client for Tracket's worklogs API and the
-:class:`TracketConnector` the delivery engine calls.
+"""Tracket's worklogs API: the HTTP client the connector (connector.py) calls.
 
-The status → error mapping is the shared one (:mod:`clockify_relay.connectors.http`): 4xx
+The status → error mapping is the shared one (:mod:`clockify_relay.http_client`): 4xx
 permanent, 429/5xx and network failures transient. Two 404s are read here instead: a PUT to a
 worklog Tracket no longer has re-creates it, and a DELETE of one counts as done -- but only once
 the worklog is confirmed missing. Tracket's document defines no 404 at all, and a wrong base URL
@@ -18,20 +17,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-import redis
 
-from clockify_relay.clockify.models import TimeEntry
-from clockify_relay.connectors.base import Booking, Connector
-from clockify_relay.connectors.http import BaseClient, excerpt, json_object
-from clockify_relay.connectors.tracket.config import TracketConfig, parse_config
-from clockify_relay.connectors.tracket.mapping import worklog
-from clockify_relay.errors import ConfigurationError, PermanentError, UnknownOutcomeError
-from clockify_relay.settings import Settings
-from clockify_relay.timeutil import owner_zone
+from clockify_relay.connectors.tracket.config import TracketConfig
+from clockify_relay.errors import ConfigurationError, UnknownOutcomeError
+from clockify_relay.http_client import BaseClient, excerpt, json_object
 
 NOT_FOUND = frozenset({404})
-# Asked for by probe(): an id no worklog has, so a 404 proves the token was accepted.
-PROBE_ID = "clockify-relay-probe"
 
 _STATUS_MEANING = {
     401: "401 Unauthorized: Tracket refused the token (check TRACKET_TOKEN, auth_header, "
@@ -40,7 +31,8 @@ _STATUS_MEANING = {
 }
 
 
-def _path(worklog_id: str) -> str:
+def worklog_path(worklog_id: str) -> str:
+    """The path of one worklog."""
     # Tracket ids are opaque strings: quote them so a '/' or '?' cannot change the URL.
     return f"/worklogs/{quote(worklog_id, safe='')}"
 
@@ -111,20 +103,20 @@ class TracketClient(BaseClient):
     def update_worklog(self, worklog_id: str, payload: Mapping[str, Any]) -> bool:
         """PUT /worklogs/{id}; True if updated, False if Tracket does not have the worklog."""
         response = self.request(
-            "PUT", _path(worklog_id), json=dict(payload), allow_statuses=NOT_FOUND
+            "PUT", worklog_path(worklog_id), json=dict(payload), allow_statuses=NOT_FOUND
         )
         return response.status_code != 404
 
     def delete_worklog(self, worklog_id: str) -> bool:
         """DELETE /worklogs/{id}; True if deleted, False if Tracket confirmably no longer had
         it (ConfigurationError when the 404 may come from a wrong base URL)."""
-        response = self.request("DELETE", _path(worklog_id), allow_statuses=NOT_FOUND)
+        response = self.request("DELETE", worklog_path(worklog_id), allow_statuses=NOT_FOUND)
         if response.status_code != 404:
             return True
-        self.require_listing(f"DELETE {_path(worklog_id)}")
+        self.require_listing(f"DELETE {worklog_path(worklog_id)}")
         if self.get_worklog(worklog_id) is not None:
             raise ConfigurationError(
-                f"tracket: DELETE {_path(worklog_id)} answered 404 although GET finds the "
+                f"tracket: DELETE {worklog_path(worklog_id)} answered 404 although GET finds the "
                 f"worklog at {_shown(self.base_url)}; the API there does not delete as "
                 "documented: check TRACKET_BASE_URL (or [targets.tracket] base_url) and its "
                 "API version"
@@ -133,7 +125,7 @@ class TracketClient(BaseClient):
 
     def get_worklog(self, worklog_id: str) -> Mapping[str, Any] | None:
         """GET /worklogs/{id}; the worklog, or None if Tracket does not have it."""
-        response = self.request("GET", _path(worklog_id), allow_statuses=NOT_FOUND)
+        response = self.request("GET", worklog_path(worklog_id), allow_statuses=NOT_FOUND)
         return None if response.status_code == 404 else json_object(response)
 
     def require_listing(self, after: str) -> None:
@@ -151,54 +143,3 @@ class TracketClient(BaseClient):
                 status=response.status_code,
                 response_excerpt=excerpt(response.text),
             )
-
-
-class TracketConnector(Connector):
-    """Books each Clockify entry as one Tracket worklog on its item."""
-
-    name = "tracket"
-    searchable = False
-
-    def __init__(
-        self, settings: Settings, section: Mapping[str, Any], redis_client: redis.Redis
-    ) -> None:
-        super().__init__(settings, section, redis_client)
-        self.config = parse_config(section)
-        self.request_timeout = self.config.timeout
-        self.client = TracketClient(self.config)
-
-    def bookings(self, entry: TimeEntry) -> list[Booking]:
-        """One worklog at the entry's local start; none for a zero-length entry."""
-        if entry.seconds <= 0:
-            return []
-        payload = worklog(entry, owner_zone(entry, self.settings), self.config)
-        return [Booking(key="", payload=payload)]
-
-    def create(self, entry: TimeEntry, booking: Booking) -> str:
-        """POST the worklog; return Tracket's ``worklogId``."""
-        return self.client.create_worklog(booking.payload)
-
-    def update(self, entry: TimeEntry, remote_id: str, booking: Booking) -> str:
-        """PUT the worklog; re-create it (new id) if Tracket answers 404."""
-        if not remote_id:
-            raise PermanentError("tracket: empty remote id in the ID map")
-        if self.client.update_worklog(remote_id, booking.payload):
-            return remote_id
-        return self.client.create_worklog(booking.payload)
-
-    def delete(self, entry: TimeEntry, remote_id: str) -> None:
-        """DELETE the worklog; a 404 counts as deleted once the worklog is confirmed missing."""
-        if not remote_id:
-            raise PermanentError("tracket: empty remote id in the ID map")
-        self.client.delete_worklog(remote_id)
-
-    def probe(self) -> str:
-        """Ask for a worklog that cannot exist: a 404 (or 200) proves the token works, once the
-        listing proves the base URL serves the API (a wrong one answers 404 too)."""
-        if self.client.get_worklog(PROBE_ID) is None:
-            self.client.require_listing(f"GET {_path(PROBE_ID)}")
-        return f"tracket: token accepted at {self.config.base_url}"
-
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self.client.close()

@@ -1,6 +1,6 @@
 """Fake of Everit Timetracker's public Worklog API (``/timetracker/api/latest/public/worklog``).
 
-Faithful to /work/shared/api-docs/everit-worklog-api.txt:
+Faithful to Everit's "Worklog API" document (Timetracker's public REST API reference):
 
 * one path, ``/worklog``: ``POST`` (body NewWorklog), ``GET``/``DELETE`` with the id in the query
   (``worklogId``, or ``jiraWorklogId``; ``worklogId`` wins), ``PATCH`` with the id in the body

@@ -1,6 +1,6 @@
-"""Fake of Blikk's public API (/work/shared/api-docs/blikk-api.txt), mounted at ``/blikk``.
+"""Fake of Blikk's public API, mounted at ``/blikk`` in the sandbox.
 
-What it enforces, as documented:
+What it enforces, as Blikk's "Blikk API documentation" (its public API reference) has it:
 
 * ``POST /v1/Auth/Token`` with ``Authorization: Basic base64(app id:secret)`` answers
   ``{"objectName": "auth.token", "accessToken": ..., "expires": "YYYY-MM-DD hh:mm:ss +00:00"}``.
@@ -65,6 +65,7 @@ from clockify_relay.sandbox.core import (
     InvalidJSON,
     SandboxConfig,
     json_response,
+    method_route,
     read_json,
 )
 
@@ -308,11 +309,17 @@ class BlikkFake(FakeTarget):
         """The documented endpoints this fake serves."""
         routes: list[BaseRoute] = [
             Route("/v1/Auth/Token", self._token, methods=["POST"]),
-            Route("/v1/Core/TimeReports", self._list_reports, methods=["GET"]),
-            Route("/v1/Core/TimeReports", self._create_report, methods=["POST"]),
-            Route("/v1/Core/TimeReports/{id:int}", self._get_report, methods=["GET"]),
-            Route("/v1/Core/TimeReports/{id:int}", self._update_report, methods=["PUT"]),
-            Route("/v1/Core/TimeReports/{id:int}", self._delete_report, methods=["DELETE"]),
+            method_route(
+                "/v1/Core/TimeReports", {"GET": self._list_reports, "POST": self._create_report}
+            ),
+            method_route(
+                "/v1/Core/TimeReports/{id:int}",
+                {
+                    "GET": self._get_report,
+                    "PUT": self._update_report,
+                    "DELETE": self._delete_report,
+                },
+            ),
         ]
         for kind, (path, object_name) in REGISTRIES.items():
             routes.append(Route(path, self._registry_handler(kind, object_name), methods=["GET"]))

@@ -1,4 +1,5 @@
-"""The one HTTP base client every connector builds on.
+"""The one HTTP base client every connector (connectors/<target>/api.py) and the Clockify REST
+client (clockify/client.py) build on.
 
 It owns timeouts, connection pooling and the mapping of HTTP outcomes to the error taxonomy in
 :mod:`clockify_relay.errors`, so no connector decides on its own what a 503 or a timeout means:
@@ -8,7 +9,7 @@ It owns timeouts, connection pooling and the mapping of HTTP outcomes to the err
 - 5xx → ``TransientError``
 - any other 4xx → ``PermanentError`` whose message is built by :meth:`describe_error`
 
-A connector subclass overrides :meth:`describe_error` to put the target's documented error body
+A subclass overrides :meth:`describe_error` to put the target's documented error body
 into words, and :meth:`before_request` to pace calls (Blikk's rate limit).
 """
 
@@ -55,13 +56,19 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def json_object(response: httpx.Response) -> Mapping[str, Any]:
-    """The response body as a JSON object, or an empty mapping when it is not one."""
+def json_object_or_none(response: httpx.Response) -> Mapping[str, Any] | None:
+    """The response body as a JSON object, or None when it is not one (no JSON, or a list)."""
     try:
         body = response.json()
     except ValueError:
-        return {}
-    return body if isinstance(body, Mapping) else {}
+        return None
+    return body if isinstance(body, Mapping) else None
+
+
+def json_object(response: httpx.Response) -> Mapping[str, Any]:
+    """The response body as a JSON object, or an empty mapping when it is not one."""
+    body = json_object_or_none(response)
+    return {} if body is None else body
 
 
 class BaseClient:

@@ -7,14 +7,17 @@ from __future__ import annotations
 import html
 
 import pytest
-
-from clockify_relay.errors import ConfigurationError, TransientError, UnknownOutcomeError
-from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.sandbox.server import SandboxServer
 from tests.pipeline.conftest import entry_payload, envelope, worklogs
 
+from clockify_relay.errors import ConfigurationError, TransientError, UnknownOutcomeError
+from clockify_relay.pipeline.messages import Envelope
+from clockify_relay.pipeline.runtime import Runtime
+from clockify_relay.sandbox.server import SandboxServer
 
-def deliver(rt: Runtime, event: dict[str, object]) -> str:
+pytestmark = pytest.mark.integration
+
+
+def deliver(rt: Runtime, event: Envelope) -> str:
     return rt.engine("everit").deliver(event).action
 
 

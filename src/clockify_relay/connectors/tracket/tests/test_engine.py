@@ -9,18 +9,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
-
-from clockify_relay.errors import ConfigurationError, TransientError, UnknownOutcomeError
-from clockify_relay.pipeline.engine import Outcome
-from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.sandbox.server import SandboxServer
-from clockify_relay.settings import Secret, Settings
 from tests.fixture_loader import PROJECT_WEBSITE, TASK_DESIGN, USER_ANNA
 from tests.pipeline.conftest import entry_payload, envelope
 from tests.processes import wait_until
+
+from clockify_relay.errors import ConfigurationError, TransientError, UnknownOutcomeError
+from clockify_relay.pipeline.engine import Outcome
+from clockify_relay.pipeline.messages import Envelope
+from clockify_relay.pipeline.runtime import Runtime
+from clockify_relay.sandbox.server import SandboxServer
+from clockify_relay.settings import Secret, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +52,16 @@ def rt(settings: Settings, clean_sandbox: SandboxServer) -> Iterator[Runtime]:
     runtime.redis.close()
 
 
-def deliver(rt: Runtime, event: dict[str, Any]) -> Outcome:
+def deliver(rt: Runtime, event: Envelope) -> Outcome:
     return rt.engine("tracket").deliver(event)
+
+
+def entry_state(rt: Runtime) -> dict[bytes, bytes]:
+    """What the engine keeps for the fixture entry on Tracket (raw Redis hash)."""
+    return cast(
+        "dict[bytes, bytes]",
+        rt.redis.hgetall(rt.keys.entry_state("tracket", entry_payload()["id"])),
+    )
 
 
 def worklogs(sandbox: SandboxServer) -> list[dict[str, Any]]:
@@ -129,7 +138,7 @@ def test_delete_after_tracket_lost_the_worklog_counts_as_gone(
     clean_sandbox.sandbox.fakes["tracket"].reset()  # deleted in Tracket behind our back
     outcome = deliver(rt, envelope("TIME_ENTRY_DELETED", entry_payload(), 2))
     assert outcome.action == "deleted"
-    state = rt.redis.hgetall(rt.keys.entry_state("tracket", entry_payload()["id"]))
+    state = entry_state(rt)
     assert b"tombstone_seq" in state and not any(k.startswith(b"id:") for k in state)
 
 
@@ -144,10 +153,10 @@ def test_delete_at_a_retired_api_version_is_a_configuration_error(
     )
     event = envelope("TIME_ENTRY_DELETED", entry_payload(), 2)
     with pytest.raises(ConfigurationError) as info:
-        wrong.delivery("tracket").deliver(event)
+        wrong.engine("tracket").deliver(event)
     assert "TRACKET_BASE_URL" in str(info.value)
     # Nothing counted as deleted: still mapped, no tombstone, the worklog still in Tracket.
-    state = rt.redis.hgetall(rt.keys.entry_state("tracket", entry_payload()["id"]))
+    state = entry_state(rt)
     assert state[b"id:"].decode() == worklog["worklogId"] and b"tombstone_seq" not in state
     assert worklogs(clean_sandbox) == [worklog]
     # Replayed once the base URL is fixed, the delete goes through.

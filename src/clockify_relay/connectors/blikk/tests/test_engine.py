@@ -15,15 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
-
-from clockify_relay.errors import ConfigurationError, PermanentError, TransientError
-from clockify_relay.pipeline.engine import Outcome
-from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.sandbox.server import SandboxServer
-from clockify_relay.settings import Secret, Settings
 from tests.fixture_loader import ENTRY_MAIN, ENTRY_MIDNIGHT, PROJECT_WEBSITE, USER_ANNA
 from tests.pipeline.conftest import entry_payload, envelope
 from tests.processes import wait_until
+
+from clockify_relay.errors import ConfigurationError, PermanentError, TransientError
+from clockify_relay.pipeline.engine import Outcome
+from clockify_relay.pipeline.messages import Envelope
+from clockify_relay.pipeline.runtime import Runtime
+from clockify_relay.sandbox.server import SandboxServer
+from clockify_relay.settings import Secret, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,7 @@ def rt(settings: Settings, clean_sandbox: SandboxServer) -> Iterator[Runtime]:
     runtime.redis.close()
 
 
-def deliver(rt: Runtime, event: dict[str, Any], **kwargs: Any) -> Outcome:
+def deliver(rt: Runtime, event: Envelope, **kwargs: Any) -> Outcome:
     return rt.engine("blikk").deliver(event, **kwargs)
 
 
@@ -72,7 +73,7 @@ def by_date(sandbox: SandboxServer) -> dict[str, dict[str, Any]]:
     return days
 
 
-def summary(report: dict[str, Any]) -> tuple[str, str, str, float]:
+def summary(report: dict[str, Any]) -> tuple[str, str | None, str | None, float]:
     return report["date"], report["clockStart"], report["clockEnd"], report["hours"]
 
 
@@ -255,7 +256,7 @@ def _impatient(settings: Settings, sandbox: SandboxServer, margin: float = 0.5) 
     return runtime
 
 
-def deliver_once_searchable(runtime: Runtime, event: dict[str, Any]) -> Outcome:
+def deliver_once_searchable(runtime: Runtime, event: Envelope) -> Outcome:
     """Deliver as the retries would: again while the engine says the unanswered create may
     still be in progress, until it may search."""
 
@@ -390,10 +391,10 @@ def test_create_answered_without_body_is_mapped_not_doubled(
 
 
 def test_create_answered_without_body_and_not_found_stays_pending(
-    rt: Runtime, clean_sandbox: SandboxServer
+    settings: Settings, clean_sandbox: SandboxServer
 ) -> None:
     _bare_200(clean_sandbox)
-    rt.connector("blikk").client.tokens.get()  # type: ignore[attr-defined]
+    rt = _impatient(settings, clean_sandbox)  # a pending create may be searched 1 s after
     # The POST passes (a latency-only fault answers normally); the marker search gets a 503.
     clean_sandbox.inject_fault("blikk", latency=0.01, count=1)
     clean_sandbox.inject_fault("blikk", status=503, count=1)
@@ -406,10 +407,11 @@ def test_create_answered_without_body_and_not_found_stays_pending(
     [made] = reports(clean_sandbox)
 
     # The retry finds the report by its marker instead of booking it again.
-    outcome = deliver(rt, event)
+    outcome = deliver_once_searchable(rt, event)
     assert outcome.operations == [f"reconciled 2026-03-10 {made['id']}"]
     [only] = reports(clean_sandbox)
     assert only["id"] == made["id"]
+    rt.redis.close()
 
 
 def test_unmapped_user_is_a_configuration_error_naming_the_user(

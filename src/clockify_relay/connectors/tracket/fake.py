@@ -1,4 +1,5 @@
-"""Fake of Tracket's worklog API v1.0 (/work/shared/api-docs/tracket-worklogs-api.txt).
+"""Fake of Tracket's worklog API v1.0, as its "Time entries" document (v1.0, marked deprecated)
+describes it.
 
 * ``GET /api/1.0/worklogs`` -- ``{"worklogs": [...], "next-cursor": "..."}``, oldest first,
   optional ``startDate`` (date or date-time: worklogs with ``worklogDate`` at or after it),
@@ -23,13 +24,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from clockify_relay.sandbox.core import (
     FakeTarget,
     InvalidJSON,
     SandboxConfig,
     json_response,
+    method_route,
     read_json,
 )
 
@@ -128,11 +130,11 @@ class TracketFake(FakeTarget):
     def routes(self) -> list[BaseRoute]:
         """``/api/1.0/worklogs`` and ``/api/1.0/worklogs/{id}``."""
         return [
-            Route(f"{BASE_PATH}/worklogs", self._list, methods=["GET"]),
-            Route(f"{BASE_PATH}/worklogs", self._create, methods=["POST"]),
-            Route(f"{BASE_PATH}/worklogs/{{id}}", self._get, methods=["GET"]),
-            Route(f"{BASE_PATH}/worklogs/{{id}}", self._update, methods=["PUT"]),
-            Route(f"{BASE_PATH}/worklogs/{{id}}", self._delete, methods=["DELETE"]),
+            method_route(f"{BASE_PATH}/worklogs", {"GET": self._list, "POST": self._create}),
+            method_route(
+                f"{BASE_PATH}/worklogs/{{id}}",
+                {"GET": self._get, "PUT": self._update, "DELETE": self._delete},
+            ),
         ]
 
     def state(self) -> dict[str, Any]:
@@ -154,8 +156,9 @@ class TracketFake(FakeTarget):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or token.strip() != self.config.tracket_token:
             # Never echo the presented token.
-            return json_response({"error": "unauthorized: missing or invalid bearer token"},
-                                 status_code=401)
+            return json_response(
+                {"error": "unauthorized: missing or invalid bearer token"}, status_code=401
+            )
         return None
 
     async def _list(self, request: Request) -> Response:
@@ -173,8 +176,9 @@ class TracketFake(FakeTarget):
             start = _parse_datetime(raw_start)
             if start is None:
                 try:
-                    start = datetime.combine(date.fromisoformat(raw_start), datetime.min.time(),
-                                             tzinfo=UTC)
+                    start = datetime.combine(
+                        date.fromisoformat(raw_start), datetime.min.time(), tzinfo=UTC
+                    )
                 except ValueError:
                     return TracketInputError(
                         "startDate must be an ISO 8601 date or date-time", ["startDate"]
@@ -189,7 +193,8 @@ class TracketFake(FakeTarget):
                 return TracketInputError("invalid cursor", ["cursor"]).response()
         with self.lock:
             matching = [
-                (self._seq[wid], w) for wid, w in self._worklogs.items()
+                (self._seq[wid], w)
+                for wid, w in self._worklogs.items()
                 if self._seq[wid] > after
                 and (start is None or _sort_key(w["worklogDate"]) >= start)
             ]

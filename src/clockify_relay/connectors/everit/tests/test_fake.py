@@ -1,4 +1,4 @@
-"""The Everit fake against everit-worklog-api.txt, over real HTTP."""
+"""The Everit fake against Everit's "Worklog API" document, over real HTTP."""
 
 from __future__ import annotations
 

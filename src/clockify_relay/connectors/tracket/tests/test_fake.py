@@ -1,4 +1,4 @@
-"""The Tracket fake against tracket-worklogs-api.txt, over real HTTP."""
+"""The Tracket fake against Tracket's "Time entries" document (v1.0), over real HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from clockify_relay.sandbox.server import SandboxServer
 
 AUTH = {"Authorization": "Bearer sandbox-tracket-token"}
 VALID = {
-    "itemId": "item-1", "userId": "user-1", "worklogDate": "2024-10-22T18:45:31.370Z",
+    "itemId": "item-1",
+    "userId": "user-1",
+    "worklogDate": "2024-10-22T18:45:31.370Z",
     "worklogMinutes": 90,
 }
 
@@ -34,7 +36,9 @@ def test_create_and_get(sandbox: SandboxServer, http: httpx.Client) -> None:
     assert worklog["createdDate"].endswith("Z")
     assert worklog["updatedDate"] == worklog["createdDate"]
     assert {k: worklog[k] for k in (*VALID, "description", "worklogBillableMinutes")} == {
-        **VALID, "description": "work", "worklogBillableMinutes": 60,
+        **VALID,
+        "description": "work",
+        "worklogBillableMinutes": 60,
     }
     got = http.get(_url(sandbox, f"/{worklog['worklogId']}"), headers=AUTH)
     assert got.status_code == 200 and got.json() == worklog
@@ -43,12 +47,14 @@ def test_create_and_get(sandbox: SandboxServer, http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "sandbox-tracket-token"},
-     {"Authorization": "Basic sandbox-tracket-token"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "sandbox-tracket-token"},
+        {"Authorization": "Basic sandbox-tracket-token"},
+    ],
 )
-def test_auth_required(
-    sandbox: SandboxServer, http: httpx.Client, headers: dict[str, str]
-) -> None:
+def test_auth_required(sandbox: SandboxServer, http: httpx.Client, headers: dict[str, str]) -> None:
     for response in (
         http.get(_url(sandbox), headers=headers),
         http.post(_url(sandbox), json=VALID, headers=headers),
@@ -103,7 +109,8 @@ def test_update(sandbox: SandboxServer, http: httpx.Client) -> None:
     created = _create(http, sandbox).json()
     r = http.put(
         _url(sandbox, f"/{created['worklogId']}"),
-        json={"worklogMinutes": 30, "description": "changed"}, headers=AUTH,
+        json={"worklogMinutes": 30, "description": "changed"},
+        headers=AUTH,
     )
     assert r.status_code == 200
     body = r.json()
@@ -182,7 +189,8 @@ def test_start_date_filter(sandbox: SandboxServer, http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [{"cursor": "abc"}, {"limit": "0"}, {"limit": "x"}, {"startDate": "soon"}],
+    "params",
+    [{"cursor": "abc"}, {"limit": "0"}, {"limit": "x"}, {"startDate": "soon"}],
 )
 def test_bad_list_parameters_are_400(
     sandbox: SandboxServer, http: httpx.Client, params: dict[str, str]
@@ -198,3 +206,14 @@ def test_full_last_page_has_no_cursor(sandbox: SandboxServer, http: httpx.Client
     body = http.get(_url(sandbox), params={"limit": 3}, headers=AUTH).json()
     assert len(body["worklogs"]) == 3
     assert "next-cursor" not in body
+
+
+def _allowed(response: httpx.Response) -> set[str]:
+    return {method.strip() for method in response.headers["allow"].split(",")}
+
+
+def test_a_405_lists_every_method_of_its_path(sandbox: SandboxServer, http: httpx.Client) -> None:
+    listing = http.patch(_url(sandbox), headers=AUTH)
+    assert listing.status_code == 405 and _allowed(listing) >= {"GET", "POST"}
+    one = http.post(_url(sandbox, "/w-1"), headers=AUTH)
+    assert one.status_code == 405 and _allowed(one) >= {"GET", "PUT", "DELETE"}
