@@ -241,3 +241,33 @@ def test_check_reports_a_config_directory_in_one_line(
     assert result.output == (
         f"configuration error: config file {tmp_path} is a directory, not a TOML file\n"
     )
+
+
+def test_check_reports_a_visibility_timeout_a_worker_would_refuse(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(
+        monkeypatch,
+        tmp_path,
+        sandbox,
+        redis_url,
+        key_prefix,
+        CLOCKIFY_WEBHOOK_TOKENS="tok",
+        RELAY_VISIBILITY_TIMEOUT="60",
+    )
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 1, result.output
+    assert "worker: WOULD NOT START" in result.output
+    assert "RELAY_VISIBILITY_TIMEOUT=60s is too short" in result.output
+    as_json = CliRunner().invoke(main, ["check", "-o", "json"])
+    report = orjson.loads(as_json.output)
+    assert report["ok"] is False
+    assert report["worker"]["ok"] is False
+    # The worker itself refuses to start with the same message.
+    worker = CliRunner().invoke(main, ["worker"])
+    assert worker.exit_code != 0
+    assert "is too short" in worker.output

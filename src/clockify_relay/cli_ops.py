@@ -203,6 +203,8 @@ def _print_check(report: ops.CheckReport) -> None:
             click.echo(f"  {result.target}: {result.message}")
         else:
             click.echo(f"  {result.target}: {result.error_kind}: {result.message}")
+    if report.worker_error is not None:
+        click.echo(f"worker: WOULD NOT START - {report.worker_error}")
     for note in report.notes:
         click.echo(f"note: {note}")
     for result in report.targets:

@@ -26,7 +26,7 @@ import jwt
 import redis
 
 from clockify_relay.connectors import registry
-from clockify_relay.errors import RelayError
+from clockify_relay.errors import ConfigurationError, RelayError
 from clockify_relay.pipeline import delivery, trace
 from clockify_relay.pipeline.dlq import ROUTE_TARGET, DeadLetter, dlq_id
 from clockify_relay.pipeline.messages import Envelope
@@ -386,6 +386,8 @@ class CheckReport:
     targets: list[TargetCheck]
     # Worth knowing, not wrong (e.g. a target's variables set without its table).
     notes: list[str] = field(default_factory=list)
+    # Why a worker would refuse to start with these settings (visibility timeout too short).
+    worker_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -393,6 +395,7 @@ class CheckReport:
         return (
             self.redis_error is None
             and self.webhooks_configured
+            and self.worker_error is None
             and all(t.ok for t in self.targets)
         )
 
@@ -411,6 +414,7 @@ class CheckReport:
                 "addon_jwt": self.addon_jwt,
             },
             "targets": [t.to_json() for t in self.targets],
+            "worker": {"ok": self.worker_error is None, "error": self.worker_error},
             "notes": self.notes,
         }
 
@@ -455,6 +459,12 @@ def check(
     results: list[TargetCheck] = []
     for target in rt.enabled_targets():
         results.append(_check_target(rt, target, redis_error is None, probe, lookups))
+    worker_error: str | None = None
+    if all(result.ok for result in results):  # each target's connector can be built
+        try:
+            rt.check_timing()
+        except ConfigurationError as exc:
+            worker_error = exc.message
     return CheckReport(
         redis_at=redis_location(redis_url(settings)),
         redis_error=redis_error,
@@ -463,6 +473,7 @@ def check(
         addon_jwt=verifier.addon_enabled,
         targets=results,
         notes=ignored_target_env(os.environ if env is None else env, settings),
+        worker_error=worker_error,
     )
 
 
