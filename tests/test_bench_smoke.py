@@ -21,8 +21,9 @@ def test_bodies_have_fresh_entry_ids() -> None:
 
 
 def test_bench_ingest_reports_every_field(redis_url: str) -> None:
-    options = IngestOptions(duration=1.0, warmup=0.2, connections=2, rate=20.0, rate_seconds=1.0,
-                            redis_url=redis_url)
+    options = IngestOptions(
+        duration=1.0, warmup=0.2, connections=2, rate=20.0, rate_seconds=1.0, redis_url=redis_url
+    )
     report = run_ingest(options)
 
     for server in ("receiver", "baseline"):
@@ -38,7 +39,10 @@ def test_bench_ingest_reports_every_field(redis_url: str) -> None:
     assert report["queue_check"]["ok"], report["queue_check"]
     assert report["cleanup"]["keys_left"] == 0
     assert set(report["targets"]) == {
-        "throughput_ratio", "p99_ms_at_fixed_rate", "receiver_peak_rss_mb", "every_202_queued"
+        "throughput_ratio",
+        "p99_ms_at_fixed_rate",
+        "receiver_peak_rss_mb",
+        "every_202_queued",
     }
     assert "receiver / bare throughput" in format_report(report)
 

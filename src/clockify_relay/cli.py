@@ -60,9 +60,7 @@ def serve_receiver(settings: Settings, host: str, port: int, workers: int = 1) -
     # config path given on the command line reaches them the same way.
     if settings.config_path is not None:
         os.environ["RELAY_CONFIG"] = str(settings.config_path)
-    uvicorn.run(
-        "clockify_relay.receiver.app:create_app", factory=True, workers=workers, **options
-    )
+    uvicorn.run("clockify_relay.receiver.app:create_app", factory=True, workers=workers, **options)
 
 
 @main.command()

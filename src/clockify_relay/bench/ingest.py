@@ -115,17 +115,32 @@ class ServerProcess:
     def argv(self) -> list[str]:
         """The uvicorn command line: the same for every app."""
         return [
-            sys.executable, "-m", "uvicorn", self.app, "--factory",
-            "--host", self.host, "--port", str(self.port),
-            "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.app,
+            "--factory",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
         ]
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start uvicorn and wait until ``/healthz`` answers 200."""
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                self.argv(), env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                self.argv(),
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.ps = psutil.Process(self.process.pid)
@@ -188,7 +203,11 @@ def run_loadgen(spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     """Run one phase of the load generator in its own process; its JSON result."""
     done = subprocess.run(
         [sys.executable, "-m", "clockify_relay.bench.loadgen"],
-        input=json.dumps(spec), capture_output=True, text=True, timeout=timeout, check=False,
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -202,8 +221,9 @@ def redis_cpu_seconds(client: redis.Redis) -> float:
     return float(cpu.get("used_cpu_user", 0.0)) + float(cpu.get("used_cpu_sys", 0.0))
 
 
-def measure_phase(server: ServerProcess, client: redis.Redis | None, spec: Mapping[str, Any],
-                  timeout: float) -> dict[str, Any]:
+def measure_phase(
+    server: ServerProcess, client: redis.Redis | None, spec: Mapping[str, Any], timeout: float
+) -> dict[str, Any]:
     """Run one load-generator phase against ``server``, adding the CPU each process used."""
     server_cpu = server.cpu_seconds()
     redis_cpu = redis_cpu_seconds(client) if client is not None else 0.0
@@ -218,8 +238,15 @@ def measure_phase(server: ServerProcess, client: redis.Redis | None, spec: Mappi
     return result
 
 
-def _spec(server: ServerProcess, token: str, mode: str, connections: int, duration: float,
-          id_prefix: str, **extra: Any) -> dict[str, Any]:
+def _spec(
+    server: ServerProcess,
+    token: str,
+    mode: str,
+    connections: int,
+    duration: float,
+    id_prefix: str,
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "host": server.host,
         "port": server.port,
@@ -275,7 +302,8 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
             url = embedded.url
         client = redis.Redis.from_url(url)
         report["redis"] = {
-            "url": safe_redis_url(url), "embedded": embedded is not None,
+            "url": safe_redis_url(url),
+            "embedded": embedded is not None,
             **redis_persistence(client),
         }
         env = server_env(url, key_prefix, token)
@@ -288,17 +316,35 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
         receiver_report: dict[str, Any] = {"idle_rss_mb": _mb(receiver.rss())}
         progress(f"receiver: fixed rate {options.rate:g}/s for {options.rate_seconds:g}s")
         receiver_report["fixed_rate"] = measure_phase(
-            receiver, client,
-            _spec(receiver, token, "rate", options.connections, options.rate_seconds,
-                  run_id[:6] + "a0", rate=options.rate),
+            receiver,
+            client,
+            _spec(
+                receiver,
+                token,
+                "rate",
+                options.connections,
+                options.rate_seconds,
+                run_id[:6] + "a0",
+                rate=options.rate,
+            ),
             rate_timeout,
         )
-        progress(f"receiver: maximum throughput for {options.duration:g}s "
-                 f"({options.connections} connections)")
+        progress(
+            f"receiver: maximum throughput for {options.duration:g}s "
+            f"({options.connections} connections)"
+        )
         receiver_report["max"] = measure_phase(
-            receiver, client,
-            _spec(receiver, token, "max", options.connections, options.duration,
-                  run_id[:6] + "b0", warmup=options.warmup),
+            receiver,
+            client,
+            _spec(
+                receiver,
+                token,
+                "max",
+                options.connections,
+                options.duration,
+                run_id[:6] + "b0",
+                warmup=options.warmup,
+            ),
             max_timeout,
         )
         receiver_report["peak_rss_mb"] = _mb(receiver.peak_rss())
@@ -309,8 +355,11 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
             int(receiver_report[phase]["statuses"].get("202", 0)) for phase in ("fixed_rate", "max")
         )
         queued = int(client.llen(f"{key_prefix}{QUEUE}"))
-        report["queue_check"] = {"accepted_202": accepted, "queued": queued,
-                                 "ok": accepted == queued and accepted > 0}
+        report["queue_check"] = {
+            "accepted_202": accepted,
+            "queued": queued,
+            "ok": accepted == queued and accepted > 0,
+        }
 
         # -- the bare endpoint ------------------------------------------------------------
         progress(f"starting the bare endpoint ({BASELINE_APP})")
@@ -318,9 +367,17 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
         baseline_report: dict[str, Any] = {"idle_rss_mb": _mb(baseline.rss())}
         progress(f"bare endpoint: maximum throughput for {options.duration:g}s")
         baseline_report["max"] = measure_phase(
-            baseline, None,
-            _spec(baseline, token, "max", options.connections, options.duration,
-                  run_id[:6] + "c0", warmup=options.warmup),
+            baseline,
+            None,
+            _spec(
+                baseline,
+                token,
+                "max",
+                options.connections,
+                options.duration,
+                run_id[:6] + "c0",
+                warmup=options.warmup,
+            ),
             max_timeout,
         )
         baseline_report["peak_rss_mb"] = _mb(baseline.peak_rss())
@@ -349,8 +406,11 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
         if client is not None:
             deleted = delete_prefix(client, key_prefix)
             left = sum(1 for _ in client.scan_iter(match=f"{key_prefix}*", count=1000))
-            report["cleanup"] = {"key_prefix": key_prefix, "deleted_keys": deleted,
-                                 "keys_left": left}
+            report["cleanup"] = {
+                "key_prefix": key_prefix,
+                "deleted_keys": deleted,
+                "keys_left": left,
+            }
             client.close()
         if embedded is not None:
             embedded.stop()
@@ -372,8 +432,10 @@ def format_report(report: Mapping[str, Any]) -> str:
     )
     lines.append(f"uvicorn: {report['uvicorn']}; body {report['body_bytes']} bytes")
     lines.append("")
-    header = (f"{'phase':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-              f"{'srv µs/req':>11}  statuses")
+    header = (
+        f"{'phase':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'srv µs/req':>11}  statuses"
+    )
     lines.append(header)
     lines.append("-" * len(header))
 
@@ -392,19 +454,27 @@ def format_report(report: Mapping[str, Any]) -> str:
     fixed = receiver["fixed_rate"]
     row(f"receiver @ {fixed['target_rate']:g}/s, {fixed['measured_seconds']:g}s", fixed)
     row(f"receiver max, {receiver['max']['connections']} conns", receiver["max"])
-    row(f"bare endpoint max, {report['baseline']['max']['connections']} conns",
-        report["baseline"]["max"])
+    row(
+        f"bare endpoint max, {report['baseline']['max']['connections']} conns",
+        report["baseline"]["max"],
+    )
     lines.append("")
     lines.append(f"receiver / bare throughput: {report['ratio']}")
-    lines.append(f"peak RSS: receiver {receiver['peak_rss_mb']} MB "
-                 f"(idle {receiver['idle_rss_mb']} MB), "
-                 f"bare {report['baseline']['peak_rss_mb']} MB")
+    lines.append(
+        f"peak RSS: receiver {receiver['peak_rss_mb']} MB "
+        f"(idle {receiver['idle_rss_mb']} MB), "
+        f"bare {report['baseline']['peak_rss_mb']} MB"
+    )
     check = report["queue_check"]
-    lines.append(f"queue check: {check['accepted_202']} answered 202, {check['queued']} queued -> "
-                 f"{'OK' if check['ok'] else 'MISMATCH'}")
+    lines.append(
+        f"queue check: {check['accepted_202']} answered 202, {check['queued']} queued -> "
+        f"{'OK' if check['ok'] else 'MISMATCH'}"
+    )
     if "cleanup" in report:
-        lines.append(f"cleanup: {report['cleanup']['deleted_keys']} keys deleted, "
-                     f"{report['cleanup']['keys_left']} left")
+        lines.append(
+            f"cleanup: {report['cleanup']['deleted_keys']} keys deleted, "
+            f"{report['cleanup']['keys_left']} left"
+        )
     lines.append("targets:")
     for name, target in report["targets"].items():
         verdict = {True: "met", False: "MISSED", None: "n/a"}[target["met"]]

@@ -311,8 +311,9 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
     }
 
 
-async def _one(pool: Pool, data: bytes, due: float, window: tuple[float, float],
-               recorder: Recorder) -> None:
+async def _one(
+    pool: Pool, data: bytes, due: float, window: tuple[float, float], recorder: Recorder
+) -> None:
     """Send one request on a pooled connection and record it against ``due``."""
     conn = await pool.acquire()
     try:
@@ -330,8 +331,9 @@ async def _one(pool: Pool, data: bytes, due: float, window: tuple[float, float],
         recorder.completed_in_window += 1
 
 
-async def run_max(pool: Pool, head: bytes, bodies: BodyFactory, duration: float,
-                  warmup: float, recorder: Recorder) -> tuple[float, float]:
+async def run_max(
+    pool: Pool, head: bytes, bodies: BodyFactory, duration: float, warmup: float, recorder: Recorder
+) -> tuple[float, float]:
     """Closed loop on every connection; returns the measured window (perf_counter times)."""
     start = time.perf_counter()
     window = (start + warmup, start + warmup + duration)
@@ -345,8 +347,9 @@ async def run_max(pool: Pool, head: bytes, bodies: BodyFactory, duration: float,
     return window
 
 
-async def run_rate(pool: Pool, head: bytes, bodies: BodyFactory, duration: float, rate: float,
-                   recorder: Recorder) -> tuple[float, float]:
+async def run_rate(
+    pool: Pool, head: bytes, bodies: BodyFactory, duration: float, rate: float, recorder: Recorder
+) -> tuple[float, float]:
     """Open loop: request ``i`` is due at ``start + i / rate``; returns the window."""
     start = time.perf_counter() + 0.05
     window = (start, start + duration)
@@ -379,8 +382,9 @@ async def run(spec: Mapping[str, Any]) -> dict[str, Any]:
     duration = float(spec["duration"])
     wall_start = time.perf_counter()
     if mode == "max":
-        window = await run_max(pool, head, bodies, duration, float(spec.get("warmup", 1.0)),
-                               recorder)
+        window = await run_max(
+            pool, head, bodies, duration, float(spec.get("warmup", 1.0)), recorder
+        )
     elif mode == "rate":
         window = await run_rate(pool, head, bodies, duration, float(spec["rate"]), recorder)
     else:

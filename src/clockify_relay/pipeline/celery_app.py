@@ -60,4 +60,3 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
-
