@@ -41,7 +41,7 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
     ).start()
     try:
         relay.wait_for_log("ready.", timeout=60)
-        token = re.search(r"webhook token \(Clockify-Signature\): (\S+)", relay.log())
+        token = re.search(r"export TOKEN=(\S+)", relay.log())
         assert token, relay.log()
         response = httpx.post(
             f"http://127.0.0.1:{port}/webhooks/clockify",

@@ -230,8 +230,7 @@ def _start_sandbox_mode(
         token = relay_config.new_webhook_token()
         env["CLOCKIFY_WEBHOOK_TOKENS"] = token
         # Printed once on purpose: it is a throwaway token for this sandbox run.
-        click.echo(f"webhook token (Clockify-Signature): {token}")
-        click.echo(f"  for README's curl examples: export TOKEN={token}")
+        click.echo(f"export TOKEN={token}  # the webhook token (Clockify-Signature header)")
     return server
 
 

@@ -571,8 +571,18 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "202": _json(_ref("WebhookAnswer"), "queued"),
                 "200": _json(_ref("WebhookAnswer"), "duplicate, or an event type not routed"),
-                "400": _err("bad JSON, not an object, no event-type header, no id"),
-                "401": _err("bad or missing Clockify-Signature"),
+                "400": _err(
+                    "bad JSON, not an object, no event-type header, no id, a workspaceId that "
+                    "is not a string, or a body beyond the ingest limits (nesting over 32, "
+                    "numbers beyond signed 64 bits, timestamps outside 1970-2199, a time entry "
+                    "or approval that does not parse)"
+                ),
+                "401": _err(
+                    "bad or missing Clockify-Signature, or an add-on token whose workspaceId "
+                    "claim is not the body's"
+                ),
+                "408": _err("request head or body not received in time"),
+                "431": _err("request head too large"),
                 "405": _err("method not allowed"),
                 "413": _err("body too large"),
                 "503": _err("queue unavailable; retry (Retry-After)"),
