@@ -40,6 +40,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+import orjson
 import redis
 from redis.lock import Lock
 
@@ -51,7 +52,7 @@ from clockify_relay.errors import (
     TransientError,
     UnknownOutcomeError,
 )
-from clockify_relay.pipeline.messages import Envelope
+from clockify_relay.pipeline.messages import Envelope, encode
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import TargetSection, target_section
 
@@ -80,8 +81,9 @@ class EntryState:
         self.ttl = ttl
         raw = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
         self.ids = {k[3:]: v for k, v in raw.items() if k.startswith("id:")}
-        # booking key → when its create was sent (older records hold "1": long ago).
-        self.pending = {k[8:]: float(v) for k, v in raw.items() if k.startswith("pending:")}
+        # booking key → the create that was sent: when, and its payload (what find() searches
+        # for, even after the entry changed owner or was deleted).
+        self.pending = {k[8:]: _pending(v) for k, v in raw.items() if k.startswith("pending:")}
         self.applied_seq = int(raw.get("applied_seq", 0))
         tombstone = raw.get("tombstone_seq")
         self.tombstone_seq = int(tombstone) if tombstone is not None else None
@@ -97,9 +99,9 @@ class EntryState:
         pipe.expire(self.key, self.ttl)
         pipe.execute()
 
-    def mark_pending(self, booking_key: str) -> None:
-        self.pending[booking_key] = sent_at = time.time()
-        self._write({f"pending:{booking_key}": repr(sent_at)})
+    def mark_pending(self, booking: Booking) -> None:
+        self.pending[booking.key] = sent = PendingCreate(time.time(), dict(booking.payload))
+        self._write({f"pending:{booking.key}": encode({"at": sent.at, "payload": sent.payload})})
 
     def clear_pending(self, booking_key: str) -> None:
         self.pending.pop(booking_key, None)
@@ -142,6 +144,25 @@ class EntryState:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class PendingCreate:
+    """A create sent without an answer: when, and what (an empty payload in older records)."""
+
+    at: float
+    payload: dict[str, Any]
+
+
+def _pending(raw: str) -> PendingCreate:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        return PendingCreate(float(value.get("at", 0.0)), dict(value.get("payload") or {}))
+    # Older records hold the send time alone, or "1" (long ago).
+    return PendingCreate(float(value) if isinstance(value, int | float) else 0.0, {})
 
 
 def out_of_scope(entry: TimeEntry, scope: TargetSection) -> str | None:
@@ -337,7 +358,7 @@ class DeliveryEngine:
                 outcome.operations.append(f"reconciled {booking.key or 'record'} {new_id}")
                 return
         self._renew_lock()
-        state.mark_pending(booking.key)
+        state.mark_pending(booking)
         try:
             remote_id = self.connector.create(entry, booking)
         except TransientError as exc:
@@ -358,7 +379,8 @@ class DeliveryEngine:
                 f"have succeeded and {self.target} cannot be searched; check {self.target} for "
                 "it before replaying with --force"
             )
-        ready_at = state.pending.get(booking.key, 0.0) + self.connector.reconcile_after
+        sent = state.pending.get(booking.key, PendingCreate(0.0, {}))
+        ready_at = sent.at + self.connector.reconcile_after
         wait = ready_at - time.time()
         if wait > 0:
             raise TransientError(
@@ -367,7 +389,8 @@ class DeliveryEngine:
                 retry_after=wait,
             )
         self._renew_lock()
-        found = self.connector.find(entry, booking)
+        # Search for what was sent (the booking may have changed since, or be unknown now).
+        found = self.connector.find(entry, Booking(booking.key, sent.payload or booking.payload))
         if found is None:
             state.clear_pending(booking.key)
         return found

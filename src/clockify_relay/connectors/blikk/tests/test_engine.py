@@ -327,6 +327,25 @@ def test_create_with_unknown_outcome_is_reconciled_by_its_marker(
     impatient.redis.close()
 
 
+def test_a_delete_after_an_unanswered_create_finds_and_deletes_the_report(
+    settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    # Found by a chaos run: the create's answer is lost (a worker killed, a timeout), then the
+    # entry is deleted. The delete must search for the report that was sent — it used to
+    # search with an empty booking and dead-letter a configuration error, leaving the report.
+    impatient = _impatient(settings, clean_sandbox)
+    clean_sandbox.inject_fault("blikk", latency=1.5, count=1)
+    with pytest.raises(TransientError):
+        impatient.engine("blikk").deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1))
+    wait_until(lambda: reports(clean_sandbox), timeout=10, what="the slow create to land")
+
+    deleted = envelope("TIME_ENTRY_DELETED", entry_payload("TIME_ENTRY_DELETED"), 2)
+    outcome = deliver_once_searchable(impatient, deleted)
+    assert outcome.action == "deleted"
+    assert reports(clean_sandbox) == []
+    impatient.redis.close()
+
+
 def test_create_with_unknown_outcome_that_never_landed_is_made_once(
     settings: Settings, clean_sandbox: SandboxServer
 ) -> None:
