@@ -61,8 +61,11 @@ def fan_out(rt: Runtime, envelope: Envelope, message_id: str | None) -> list[str
     event_id = str(envelope["event_id"])
     targets = rt.enabled_targets() if envelope["event_type"] in TIME_ENTRY_EVENTS else []
     trace.store_envelope(rt.redis, rt.keys, envelope, ttl)
+    # The mark only has to outlive every way the same message can come back (kombu's restore,
+    # the sweeper's stale deadline), not the trace.
+    once_ttl = int(max(rt.settings.dedup_window, 2 * rt.settings.stale_after))
     written = rt.outbox.commit(
-        deliveries(targets, envelope), done=message_id, once=(rt.keys.routed(event_id), ttl)
+        deliveries(targets, envelope), done=message_id, once=(rt.keys.routed(event_id), once_ttl)
     )
     if written < 0:
         return []  # routed before (rule 2)
