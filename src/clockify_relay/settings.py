@@ -489,6 +489,16 @@ def load_settings(
         raise SettingsError(problems)
 
     targets = _target_sections(doc, env)
+    # Values only a target's own config.py can judge (mail rules and their templates, SMTP_URL):
+    # refused now, at load, not when the first event needs them.
+    problems = [
+        problem
+        for spec in registry.specs()
+        if spec.name in targets
+        for problem in spec.section_problems(targets[spec.name])
+    ]
+    if problems:
+        raise SettingsError(problems)
 
     public_key: str | None = None
     key_file = env.get("CLOCKIFY_ADDON_PUBLIC_KEY_FILE")

@@ -37,7 +37,8 @@ from clockify_relay.sandbox.core import (
 
 def fake_classes() -> list[type[FakeTarget]]:
     """The fake of every registered target (connectors/<target>/fake.py), then Clockify's."""
-    return [*(spec.fake_class() for spec in registry.specs()), ClockifyFake]
+    fakes = (spec.fake_class() for spec in registry.specs())
+    return [*(fake for fake in fakes if fake is not None), ClockifyFake]
 
 
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
