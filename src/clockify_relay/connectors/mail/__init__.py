@@ -20,6 +20,7 @@ SPEC = TargetSpec(
     env=(EnvVar("SMTP_URL", "smtp_url", secret=True), EnvVar("MAIL_FROM", "from")),
     sandbox_section={
         "from": "Clockify relay <relay@sandbox.example>",
+        "timeout": 3,  # a local server
         "rules": [
             {
                 "name": "approval-decided",
