@@ -21,7 +21,9 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_"))
+        if not k.startswith(
+            ("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_", "SMTP_", "MAIL_")
+        )
     }
     env["PYTHONUNBUFFERED"] = "1"
     relay = RelayProcess(
@@ -67,6 +69,26 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
             "blikk": 1,
             "tracket": 1,
         }
+        # Mail is on with its example rule: a decided approval mails the approval's creator.
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/webhooks/clockify",
+            content=fixture_bytes("APPROVAL_REQUEST_STATUS_UPDATED"),
+            headers={
+                "Clockify-Webhook-Event-Type": "APPROVAL_REQUEST_STATUS_UPDATED",
+                "Clockify-Signature": token.group(1),
+            },
+        )
+        assert response.status_code == 202, response.text
+
+        def mailed() -> list[dict[str, object]] | None:
+            state = httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/state").json()
+            messages: list[dict[str, object]] = state["smtp"]["messages"]
+            return messages or None
+
+        [mail] = wait_until(mailed, timeout=60, what="the approval mailed")
+        assert mail["to"] == ["anna@nordlys.example"]
+        assert mail["subject"] == "Timesheet 2026-03-09 to 2026-03-15 of Anna Lindqvist: APPROVED"
+        assert "Note: Looks good & approved" in str(mail["body"])
         # The embedded Redis persists under --data-dir (AOF).
         assert any((tmp_path / "data" / "redis").rglob("*.aof*"))
         assert token.group(1) not in relay.log().replace(token.group(0), "")

@@ -133,7 +133,7 @@ def test_unknown_keys_are_refused_at_every_depth_with_their_path(tmp_path: Path)
         "[targets.tracket.defaults] itemid: unknown key; did you mean item_id?",
         "[targets.evrit]: unknown target; did you mean [targets.everit]?",
         "[targets.organi]: unknown target; known here: [targets.blikk], [targets.everit], "
-        "[targets.tracket]",
+        "[targets.mail], [targets.tracket]",
     ]
 
 

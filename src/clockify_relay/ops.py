@@ -29,6 +29,7 @@ from clockify_relay.connectors import registry
 from clockify_relay.errors import ConfigurationError, RelayError
 from clockify_relay.pipeline import delivery, trace
 from clockify_relay.pipeline.dlq import ROUTE_TARGET, DeadLetter, dlq_id
+from clockify_relay.pipeline.engine import DeliveryEngine
 from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.redis_conn import redis_url
@@ -481,16 +482,17 @@ def _check_target(
     rt: Runtime, target: str, redis_up: bool, probe: bool, lookups: bool
 ) -> TargetCheck:
     try:
-        connector = rt.connector(target)  # validates the target's configuration
+        deliverer = rt.engine(target)  # validates the target's configuration
         if not (probe or lookups):
             return TargetCheck(target, True, "configuration ok")
         if not redis_up:
             return TargetCheck(target, True, "configuration ok; not probed: Redis is unreachable")
+        connector = deliverer.connector if isinstance(deliverer, DeliveryEngine) else deliverer
         message = connector.probe() if probe else "configuration ok"
         found = None
         spec = registry.spec(target)
-        if lookups and spec.lookups:
-            found = spec.load(spec.lookups)(connector)
+        if lookups and spec.lookups and isinstance(deliverer, DeliveryEngine):
+            found = spec.load(spec.lookups)(deliverer.connector)
     except RelayError as exc:
         return TargetCheck(target, False, exc.message, probed=probe, error_kind=exc.kind)
     return TargetCheck(target, True, message, probed=probe, lookups=found)

@@ -38,6 +38,10 @@ class Keys:
         """Hash: ID map, last applied sequence, tombstone, pending create, booked owner."""
         return f"{self.prefix}state:{target}:{entry_id}"
 
+    def mail_sent(self, event_key: str) -> str:
+        """Hash: per mail rule, whether this event's mail is being sent or was sent."""
+        return f"{self.prefix}mail:{event_key}"
+
     def lock(self, target: str, entry_id: str) -> str:
         return f"{self.prefix}lock:{target}:{entry_id}"
 

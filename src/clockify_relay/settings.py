@@ -161,12 +161,14 @@ class KnownKeys:
 
     ``keys`` hold values; ``tables`` are sub-tables by name; with ``rows`` set, every other key
     is an id (a Clockify user, project, …) whose value is a plain value or a table of the keys
-    ``rows`` knows (``[targets.everit.users."<id>"] account_id``).
+    ``rows`` knows (``[targets.everit.users."<id>"] account_id``); ``arrays`` are arrays of
+    tables by name, each table of the keys it knows (``[[targets.mail.rules]] subject``).
     """
 
     keys: frozenset[str] = frozenset()
     tables: Mapping[str, KnownKeys] = field(default_factory=dict)
     rows: KnownKeys | None = None
+    arrays: Mapping[str, KnownKeys] = field(default_factory=dict)
 
     @classmethod
     def of(cls, *keys: str, rows: KnownKeys | None = None, **tables: KnownKeys) -> KnownKeys:
@@ -176,7 +178,10 @@ class KnownKeys:
     def merged(self, other: KnownKeys) -> KnownKeys:
         """The keys of both tables."""
         return KnownKeys(
-            self.keys | other.keys, {**self.tables, **other.tables}, other.rows or self.rows
+            self.keys | other.keys,
+            {**self.tables, **other.tables},
+            other.rows or self.rows,
+            {**self.arrays, **other.arrays},
         )
 
 
@@ -248,7 +253,7 @@ def _unknown(path: Sequence[str], key: str, value: object, known: KnownKeys) -> 
     def name(candidate: str) -> str:
         return _table_name([*path, candidate]) if candidate in known.tables else candidate
 
-    candidates = sorted(known.keys | set(known.tables))
+    candidates = sorted(known.keys | set(known.tables) | set(known.arrays))
     nearest = difflib.get_close_matches(key, candidates, n=1)
     if nearest:
         hint = f"did you mean {name(nearest[0])}?"
@@ -272,11 +277,25 @@ def unknown_keys(table: Mapping[str, Any], known: KnownKeys, path: Sequence[str]
                 problems.append(f"{_table_name(where)}: must be a table, got {_shown(value)}")
         elif key in known.keys:
             continue  # its value is checked by whoever reads it
+        elif key in known.arrays:
+            problems += _array_problems(value, known.arrays[key], where)
         elif known.rows is not None:
             if isinstance(value, Mapping):  # an id's row: quoted, as README writes ids
                 problems += unknown_keys(value, known.rows, [*path, json.dumps(str(key))])
         else:
             problems.append(_unknown(path, str(key), value, known))
+    return problems
+
+
+def _array_problems(value: object, known: KnownKeys, path: Sequence[str]) -> list[str]:
+    """The unknown keys of each table of an array of tables, named ``[[a.b]] #2``."""
+    table = _table_name(path)
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        return [f"{table}: must be an array of tables ([[{table[1:-1]}]]), got {_shown(value)}"]
+    problems: list[str] = []
+    for number, item in enumerate(value, 1):
+        for problem in unknown_keys(item, known, path):
+            problems.append(f"[{table}] #{number}" + problem.removeprefix(table))
     return problems
 
 
@@ -489,6 +508,16 @@ def load_settings(
         raise SettingsError(problems)
 
     targets = _target_sections(doc, env)
+    # Values only a target's own config.py can judge (mail rules and their templates, SMTP_URL):
+    # refused now, at load, not when the first event needs them.
+    problems = [
+        problem
+        for spec in registry.specs()
+        if spec.name in targets
+        for problem in spec.section_problems(targets[spec.name])
+    ]
+    if problems:
+        raise SettingsError(problems)
 
     public_key: str | None = None
     key_file = env.get("CLOCKIFY_ADDON_PUBLIC_KEY_FILE")

@@ -139,7 +139,8 @@ def test_an_integer_beyond_64_bits_in_a_queued_event_is_stored_not_looped(rt: Ru
     payload = entry_payload()
     payload["hourlyRate"] = {"amount": 18446744073709551616, "currency": "EUR"}
     event = envelope("NEW_TIME_ENTRY", payload, 1)
-    assert sorted(fan_out(rt, event, None)) == sorted(TARGETS)
+    # Mail (on in the sandbox) takes every event type; its rules decide.
+    assert sorted(fan_out(rt, event, None)) == sorted((*TARGETS, "mail"))
     stored, steps = trace.read(rt.redis, rt.keys, event["event_id"])
     assert stored is not None
     assert stored["payload"]["hourlyRate"]["amount"] == 18446744073709551616

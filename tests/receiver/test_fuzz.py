@@ -144,6 +144,7 @@ def connectors(settings: Settings, redis_client: redis.Redis) -> list[Connector]
     return [
         connector_class(name)(settings, {**section, **credentials[name]}, redis_client)
         for name, section in sections.items()
+        if name in credentials  # the booking targets (mail maps nothing)
     ]
 
 

@@ -6,6 +6,13 @@ reads the specs: settings.py (environment variables, known TOML keys), the engin
 connector class), the sandbox (the fake and the relay configuration pointing at it) and
 ``clockify-relay check`` (look-ups).
 
+Two kinds of target (docs/ARCHITECTURE.md §8): a *booking* target names a time-entry
+``Connector``, which pipeline/engine.py's DeliveryEngine drives under the ordering rules; an
+*event* target names a ``handler`` instead (pipeline/engine.py ``EventHandler``: ``deliver`` and
+``lock_seconds``), which handles whole events of the types in ``events`` (approvals included)
+by itself, e.g. the mail target. ``fan_out`` routes an event to every enabled target whose
+``events`` hold its type.
+
 A spec names its classes by module and attribute, relative to its package, and imports them only
 when asked: the registry itself stays light, so the receiver, which reads settings but never
 calls a target, imports no connector, HTTP client or fake.
@@ -18,8 +25,12 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from clockify_relay.clockify.models import TIME_ENTRY_EVENTS
+
 if TYPE_CHECKING:
     from clockify_relay.connectors.base import Connector
+    from clockify_relay.pipeline.engine import EventHandler
+    from clockify_relay.pipeline.runtime import Runtime
     from clockify_relay.sandbox.core import FakeTarget, SandboxConfig
     from clockify_relay.settings import KnownKeys
 
@@ -38,7 +49,7 @@ def _no_env(config: SandboxConfig) -> Mapping[str, str]:
     return {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TargetSpec:
     """One target: its name, where its parts live, and what it reads from the environment."""
 
@@ -47,9 +58,18 @@ class TargetSpec:
     # The target's package (its ``__name__``); the references below are relative to it.
     package: str
     # "module:attribute" references, imported on first use.
-    connector: str  # the Connector subclass (connectors/base.py)
     config_keys: str  # the settings.KnownKeys its config.py reads (besides the generic ones)
-    fake: str  # its sandbox fake, a sandbox.core.FakeTarget subclass
+    # A booking target: the Connector subclass (connectors/base.py) the DeliveryEngine drives.
+    connector: str | None = None
+    # An event target instead: its handler class, built as ``cls(runtime, section)``
+    # (pipeline/engine.py EventHandler).
+    handler: str | None = None
+    # The event types fan_out routes to the target.
+    events: frozenset[str] = TIME_ENTRY_EVENTS
+    # f(section) -> [problem, …]: values of its section checked when the settings are loaded
+    # (the section with its environment variables merged in), beyond KNOWN_KEYS.
+    validate: str | None = None
+    fake: str | None = None  # its sandbox fake (sandbox.core.FakeTarget), mounted at /<name>
     lookups: str | None = None  # f(connector) -> {name: rows}, for ``check --lookups``
     # Environment variables merged into the section.
     env: tuple[EnvVar, ...] = ()
@@ -63,18 +83,40 @@ class TargetSpec:
         module, _, attribute = reference.partition(":")
         return getattr(import_module(f"{self.package}.{module}"), attribute)
 
+    def __post_init__(self) -> None:
+        if (self.connector is None) == (self.handler is None):
+            raise TypeError(f"target {self.name}: name a connector or a handler (one of them)")
+
     def connector_class(self) -> type[Connector]:
         """The target's Connector subclass."""
+        if self.connector is None:
+            raise TypeError(f"target {self.name} is an event target: it has no connector")
         cls: type[Connector] = self.load(self.connector)
         return cls
+
+    def handler_class(self) -> Callable[[Runtime, Mapping[str, Any]], EventHandler] | None:
+        """The target's event handler class, or None for a booking target."""
+        if self.handler is None:
+            return None
+        cls: Callable[[Runtime, Mapping[str, Any]], EventHandler] = self.load(self.handler)
+        return cls
+
+    def section_problems(self, section: Mapping[str, Any]) -> list[str]:
+        """What is wrong with the values of its section (its ``validate``), or nothing."""
+        if self.validate is None:
+            return []
+        problems: list[str] = self.load(self.validate)(section)
+        return problems
 
     def known_keys(self) -> KnownKeys:
         """The keys of ``[targets.<name>]`` the target's config.py reads."""
         keys: KnownKeys = self.load(self.config_keys)
         return keys
 
-    def fake_class(self) -> type[FakeTarget]:
-        """The target's sandbox fake."""
+    def fake_class(self) -> type[FakeTarget] | None:
+        """The target's sandbox fake, or None when the sandbox serves it otherwise (mail)."""
+        if self.fake is None:
+            return None
         cls: type[FakeTarget] = self.load(self.fake)
         return cls
 

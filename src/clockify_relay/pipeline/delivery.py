@@ -26,7 +26,6 @@ from celery.exceptions import Reject
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from clockify_relay.clockify.models import TIME_ENTRY_EVENTS
 from clockify_relay.errors import RelayError
 from clockify_relay.pipeline import retry, trace
 from clockify_relay.pipeline.dlq import ROUTE_TARGET, DeadLetter
@@ -56,10 +55,12 @@ def deliveries(
 
 
 def fan_out(rt: Runtime, envelope: Envelope, message_id: str | None) -> list[str]:
-    """Record the event and queue one delivery per enabled target (once per event)."""
+    """Record the event and queue one delivery per enabled target that handles its event type
+    (its spec's ``events``: booking targets take time-entry events, an event target such as
+    mail also approvals), once per event."""
     ttl = rt.settings.trace_ttl
     event_id = str(envelope["event_id"])
-    targets = rt.enabled_targets() if envelope["event_type"] in TIME_ENTRY_EVENTS else []
+    targets = rt.enabled_targets(str(envelope["event_type"]))
     trace.store_envelope(rt.redis, rt.keys, envelope, ttl)
     # The mark only has to outlive every way the same message can come back (kombu's restore,
     # the sweeper's stale deadline), not the trace.

@@ -71,6 +71,27 @@ class Outcome:
     remote_ids: dict[str, str] = field(default_factory=dict)
 
 
+class EventHandler(Protocol):
+    """An event target's handler (connectors/spec.py ``TargetSpec.handler``): it takes whole
+    events of the types its spec lists, instead of a time-entry Connector driven by the
+    :class:`DeliveryEngine`. Built once per process as ``cls(runtime, section)``.
+
+    Its contract is the engine's: ``deliver`` raises only relay errors (errors.py), is safe to
+    run again for the same envelope (a retry, a redelivery, a replay) and returns what it did;
+    ``lock_seconds`` bounds the longest lock it holds (the worker's visibility timeout must
+    outlast it, runtime.check_timing); ``probe`` answers ``check --probe`` in one line."""
+
+    lock_seconds: int
+
+    def deliver(self, envelope: Envelope, *, force: bool = False) -> Outcome:
+        """Handle one event; ``force``: the operator asks for what was held back to be done."""
+        ...
+
+    def probe(self) -> str:
+        """Check credentials and reachability; one line without the target's name."""
+        ...
+
+
 class EntryState:
     """The relay's memory of one entry on one target: a Redis hash, written field by field
     right after each downstream call succeeds (so a crash loses at most the call in flight)."""

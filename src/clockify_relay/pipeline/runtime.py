@@ -1,4 +1,7 @@
-"""Per-process state of a worker (or CLI): settings, Redis, connectors — made once, lazily."""
+"""Per-process state of a worker (or CLI): settings, Redis, connectors — made once, lazily.
+
+Per target one deliverer: a DeliveryEngine over the target's Connector (a booking target), or
+the target's own EventHandler (an event target, e.g. mail; connectors/spec.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from clockify_relay.connectors import registry
 from clockify_relay.connectors.base import Connector
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetterQueue
-from clockify_relay.pipeline.engine import DeliveryEngine
+from clockify_relay.pipeline.engine import DeliveryEngine, EventHandler
 from clockify_relay.pipeline.outbox import Outbox
 from clockify_relay.redis_conn import Keys, sync_client
 from clockify_relay.settings import Settings, load_settings, target_section
@@ -26,7 +29,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._engines: dict[str, DeliveryEngine] = {}
+        self._engines: dict[str, DeliveryEngine | EventHandler] = {}
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -40,23 +43,33 @@ class Runtime:
     def outbox(self) -> Outbox:
         return Outbox(self.redis, self.keys)
 
-    def enabled_targets(self) -> list[str]:
+    def enabled_targets(self, event_type: str | None = None) -> list[str]:
         """Targets with a [targets.<name>] table that is not ``enabled = false``, in registry
-        order."""
+        order; with ``event_type``, only those that handle it (their spec's ``events``)."""
         return [
-            name
-            for name in registry.names()
-            if name in self.settings.targets
-            and target_section(name, self.settings.targets[name]).enabled
+            spec.name
+            for spec in registry.specs()
+            if spec.name in self.settings.targets
+            and target_section(spec.name, self.settings.targets[spec.name]).enabled
+            and (event_type is None or event_type in spec.events)
         ]
 
     def connector(self, target: str) -> Connector:
-        return self.engine(target).connector
+        """The Connector of a booking target (ConfigurationError for an event target)."""
+        engine = self.engine(target)
+        if not isinstance(engine, DeliveryEngine):
+            raise ConfigurationError(f"{target} is an event target: it has no connector")
+        return engine.connector
 
-    def engine(self, target: str) -> DeliveryEngine:
-        """The delivery engine of one target (its connector is built on first use)."""
+    def engine(self, target: str) -> DeliveryEngine | EventHandler:
+        """What delivers to one target, built on first use: the DeliveryEngine over its
+        connector, or an event target's handler."""
         if target not in self._engines:
             section = self.settings.targets.get(target, {})
+            handler_class = registry.spec(target).handler_class()
+            if handler_class is not None:
+                self._engines[target] = handler_class(self, section)
+                return self._engines[target]
             options = target_section(target, section)
             connector = registry.connector_class(target)(self.settings, section, self.redis)
             reread = None

@@ -7,10 +7,14 @@ Control endpoints (never counted, never faulted):
 * ``POST /_sandbox/reset`` -- clear records, faults and counters.
 * ``POST /_sandbox/faults`` -- inject a fault (see :func:`clockify_relay.sandbox.core.parse_fault`),
   optionally limited to a path and a method; ``DELETE /_sandbox/faults`` drops all faults.
+* ``PUT /_sandbox/smtp/mode`` -- make the SMTP server refuse, be down or lose its answer
+  (sandbox/smtp.py); its mails are under ``"smtp"`` in the state.
 * ``/_sandbox/{name}/...`` -- a fake's own control routes (e.g. seeding Clockify time entries).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import orjson
 from starlette.applications import Starlette
@@ -33,11 +37,13 @@ from clockify_relay.sandbox.core import (
     method_route,
     read_json,
 )
+from clockify_relay.sandbox.smtp import ModeError
 
 
 def fake_classes() -> list[type[FakeTarget]]:
     """The fake of every registered target (connectors/<target>/fake.py), then Clockify's."""
-    return [*(spec.fake_class() for spec in registry.specs()), ClockifyFake]
+    fakes = (spec.fake_class() for spec in registry.specs())
+    return [*(fake for fake in fakes if fake is not None), ClockifyFake]
 
 
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
@@ -60,10 +66,19 @@ def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
         sandbox.faults.clear()
         return json_response({"cleared": True})
 
+    async def put_smtp_mode(request: Request) -> Response:
+        try:
+            # Stopping or starting the SMTP server blocks: not on the event loop.
+            state = await asyncio.to_thread(sandbox.smtp.set_mode, await read_json(request))
+        except (InvalidJSON, ModeError) as exc:
+            return json_response({"error": str(exc)}, status_code=400)
+        return json_response(state)
+
     routes: list[BaseRoute] = [
         Route(f"{CONTROL_PREFIX}/state", get_state, methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"]),
         method_route(f"{CONTROL_PREFIX}/faults", {"POST": post_fault, "DELETE": delete_faults}),
+        Route(f"{CONTROL_PREFIX}/smtp/mode", put_smtp_mode, methods=["PUT"]),
     ]
     for name, fake in sandbox.fakes.items():
         extra = fake.control_routes()

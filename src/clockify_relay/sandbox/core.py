@@ -34,6 +34,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clockify_relay.sandbox.smtp import SmtpSink
+
 # How long a ``"timeout": true`` fault holds a request: longer than any client timeout the relay
 # uses, so the client gives up first.
 DEFAULT_HOLD_SECONDS = 30.0
@@ -56,6 +58,7 @@ class SandboxConfig:
     blikk_token_ttl: float = 3600.0  # seconds a Blikk access token lives
     blikk_rate_per_second: int = 4
     clockify_api_key: str = "sandbox-clockify-key"
+    smtp_port: int = 0  # the sandbox's SMTP server (sandbox/smtp.py), set when it starts
 
 
 class FakeTarget(ABC):
@@ -381,6 +384,8 @@ class Sandbox:
         self.config = config
         self.fakes: dict[str, FakeTarget] = {fake.name: fake for fake in fakes}
         self.faults = FaultRegistry()
+        # The SMTP server's mails and mode (sandbox/smtp.py); SandboxServer starts it.
+        self.smtp = SmtpSink()
         self._lock = threading.Lock()
         self._requests: dict[str, int] = dict.fromkeys(self.fakes, 0)
         # Set when the server stops so held requests return at once.
@@ -399,6 +404,7 @@ class Sandbox:
     def state(self) -> dict[str, Any]:
         """Everything ``GET /_sandbox/state`` shows."""
         state: dict[str, Any] = {name: fake.state() for name, fake in self.fakes.items()}
+        state["smtp"] = self.smtp.state()
         state["requests"] = self.requests()
         state["faults"] = self.faults.describe()
         return state
@@ -406,6 +412,7 @@ class Sandbox:
     def reset(self) -> None:
         """Forget every record, fault and counter."""
         self.faults.clear()
+        self.smtp.reset()
         for fake in self.fakes.values():
             fake.reset()
         with self._lock:

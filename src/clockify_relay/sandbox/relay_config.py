@@ -15,9 +15,13 @@ from clockify_relay.sandbox.core import SandboxConfig
 
 
 def sandbox_targets(base_urls: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """``[targets.*]`` sections (without secrets) for the sandbox's fakes."""
+    """``[targets.*]`` sections (without secrets) for the sandbox's fakes (a target the
+    sandbox serves without an HTTP fake, such as mail, gets no ``base_url``)."""
     return {
-        spec.name: {"base_url": base_urls[spec.name], **copy.deepcopy(dict(spec.sandbox_section))}
+        spec.name: {
+            **({"base_url": base_urls[spec.name]} if spec.name in base_urls else {}),
+            **copy.deepcopy(dict(spec.sandbox_section)),
+        }
         for spec in registry.specs()
     }
 
@@ -27,29 +31,44 @@ def sandbox_env(config: SandboxConfig, base_urls: Mapping[str, str]) -> dict[str
     env: dict[str, str] = {}
     for spec in registry.specs():
         env.update(spec.sandbox_env(config))
-        if spec.base_url_env:
+        if spec.base_url_env and spec.name in base_urls:
             env[spec.base_url_env] = base_urls[spec.name]
     return env
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + text + '"'
 
 
 def _key(name: str) -> str:
     return name if name.replace("_", "").replace("-", "").isalnum() else _toml_value(name)
 
 
-def _table_lines(path: str, table: Mapping[str, Any]) -> list[str]:
+def _table_lines(path: str, table: Mapping[str, Any], array: bool = False) -> list[str]:
     subtables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-    lines = [f"[{path}]"]
-    lines += [f"{_key(k)} = {_toml_value(v)}" for k, v in table.items() if k not in subtables]
+    arrays = {
+        k: v
+        for k, v in table.items()
+        if isinstance(v, list) and v and all(isinstance(item, Mapping) for item in v)
+    }
+    lines = [f"[[{path}]]" if array else f"[{path}]"]
+    lines += [
+        f"{_key(k)} = {_toml_value(v)}"
+        for k, v in table.items()
+        if k not in subtables and k not in arrays
+    ]
     for name, sub in subtables.items():
         lines += ["", *_table_lines(f"{path}.{_key(name)}", sub)]
+    for name, items in arrays.items():  # arrays of tables: [[targets.mail.rules]]
+        for item in items:
+            lines += ["", *_table_lines(f"{path}.{_key(name)}", item, array=True)]
     return lines
 
 

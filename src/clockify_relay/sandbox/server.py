@@ -76,6 +76,8 @@ class SandboxServer:
             daemon=True,
         )
         self._thread.start()
+        # The SMTP server of the mail target, on a free port of its own.
+        self.config.smtp_port = self.sandbox.smtp.start()
         deadline = time.monotonic() + _START_TIMEOUT
         while not self._server.started:
             if not self._thread.is_alive():
@@ -90,6 +92,7 @@ class SandboxServer:
     def stop(self) -> None:
         """Stop uvicorn and wait for its thread; safe to call twice."""
         self.sandbox.closing.set()
+        self.sandbox.smtp.stop()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -125,6 +128,11 @@ class SandboxServer:
     def url(self) -> str:
         """Root URL of the sandbox, e.g. ``http://127.0.0.1:53211`` (no trailing slash)."""
         return f"http://{self._host}:{self._port}"
+
+    @property
+    def smtp_url(self) -> str:
+        """SMTP_URL of the sandbox's SMTP server (plain, no login)."""
+        return f"smtp://127.0.0.1:{self.sandbox.smtp.port}?starttls=false"
 
     @property
     def base_urls(self) -> dict[str, str]:
@@ -180,5 +188,14 @@ class SandboxServer:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> None:
-    """Run the sandbox in the foreground until interrupted (``clockify-relay sandbox``)."""
-    uvicorn.run(build_app(config), host=host, port=port, log_level="info", lifespan="off")
+    """Run the sandbox in the foreground until interrupted (``clockify-relay sandbox``), with its
+    SMTP server on a free port."""
+    config = config or SandboxConfig()
+    app = build_app(config)
+    sink = app.state.sandbox.smtp
+    config.smtp_port = sink.start()
+    print(f"sandbox SMTP server on smtp://127.0.0.1:{config.smtp_port}?starttls=false", flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", lifespan="off")
+    finally:
+        sink.stop()
