@@ -10,7 +10,7 @@ where one is mapped. The same body serves create and update (update adds ``workl
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -86,8 +86,9 @@ def worklog(entry: TimeEntry, zone: ZoneInfo, config: OrganiConfig) -> dict[str,
     """The Organi worklog body for a stopped entry, in the owner's zone ``zone``."""
     start = entry.start.astimezone(zone).replace(microsecond=0)
     # The end is the start plus the booked length, in the same zone: its offset may differ
-    # from the start's across a DST change.
-    end = (start + timedelta(seconds=entry.seconds)).astimezone(zone)
+    # from the start's across a DST change. Added in UTC: arithmetic on a zoned datetime is
+    # wall-clock arithmetic, which would be an hour off across the change.
+    end = (start.astimezone(UTC) + timedelta(seconds=entry.seconds)).astimezone(zone)
     body: dict[str, Any] = {
         "worklogType": resolve_worklog_type(entry, config),
         "performanceType": resolve_performance_type(entry, config),
