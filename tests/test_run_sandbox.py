@@ -21,7 +21,7 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_"))
+        if not k.startswith(("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_", "ORGANI_"))
     }
     env["PYTHONUNBUFFERED"] = "1"
     relay = RelayProcess(
@@ -59,13 +59,15 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
                 "everit": len(state["everit"]["worklogs"]),
                 "blikk": len(state["blikk"]["timereports"]),
                 "tracket": len(state["tracket"]["worklogs"]),
+                "organi": len(state["organi"]["worklogs"]),
             }
             return counts if all(counts.values()) else None
 
-        assert wait_until(booked, timeout=60, what="all three targets booked") == {
+        assert wait_until(booked, timeout=60, what="all four targets booked") == {
             "everit": 1,
             "blikk": 1,
             "tracket": 1,
+            "organi": 1,
         }
         # The embedded Redis persists under --data-dir (AOF).
         assert any((tmp_path / "data" / "redis").rglob("*.aof*"))

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 from tests.fixture_loader import PROJECT_WEBSITE as PROJECT
-from tests.fixture_loader import fixture_json
 from tests.fixture_loader import USER_ANNA as USER
+from tests.fixture_loader import fixture_json
 
 from clockify_relay.clockify.models import TimeEntry, parse_time_entry
 from clockify_relay.connectors.organi.api import (
