@@ -99,7 +99,7 @@ def test_check_reports_an_unreachable_redis_as_an_error_and_claims_no_target_wor
     report = orjson.loads(CliRunner().invoke(main, ["check", "--probe", "-o", "json"]).stdout)
     assert report["ok"] is False
     assert report["redis"] == {**report["redis"], "ok": False, "error": "ConnectionError"}
-    assert [t["probed"] for t in report["targets"]] == [False, False, False]
+    assert [t["probed"] for t in report["targets"]] == [False, False, False, False]
     assert "hunter2" not in orjson.dumps(report).decode()
 
 
@@ -113,7 +113,7 @@ def test_check_names_each_target_once_per_line(
     configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="tok")
     result = CliRunner().invoke(main, ["check", "--probe"])
     assert result.exit_code == 0, result.output
-    for target in ("everit", "tracket", "blikk"):
+    for target in ("everit", "tracket", "blikk", "organi"):
         [line] = [x for x in result.output.splitlines() if x.strip().startswith(f"{target}:")]
         assert target not in line.split(":", 1)[1].split(" at ")[0], line
     assert "redis: ok" in result.output
@@ -141,7 +141,7 @@ def test_check_lists_blikk_lookups_as_tables_and_as_json(
     assert report["ok"] is True
     assert report["redis"]["ok"] is True
     assert report["webhooks"] == {**report["webhooks"], "ok": True, "tokens": 1}
-    assert [t["target"] for t in report["targets"]] == ["everit", "tracket", "blikk"]
+    assert [t["target"] for t in report["targets"]] == ["everit", "tracket", "blikk", "organi"]
     assert all(t["ok"] and t["probed"] for t in report["targets"])
     everit = report["targets"][0]
     assert everit["message"].startswith("API key accepted at ")
