@@ -21,7 +21,9 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_", "ORGANI_"))
+        if not k.startswith(
+            ("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_", "ORGANI_")
+        )
     }
     env["PYTHONUNBUFFERED"] = "1"
     relay = RelayProcess(
