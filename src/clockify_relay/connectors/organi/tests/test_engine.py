@@ -15,6 +15,7 @@ from tests.fixture_loader import PROJECT_WEBSITE, TASK_DESIGN, USER_ANNA, USER_M
 from tests.pipeline.conftest import entry_payload, envelope
 from tests.processes import wait_until
 
+from clockify_relay.connectors.organi.fake import OrganiFake
 from clockify_relay.errors import ConfigurationError, TransientError, UnknownOutcomeError
 from clockify_relay.pipeline.engine import Outcome
 from clockify_relay.pipeline.messages import Envelope
@@ -161,7 +162,9 @@ def test_create_without_answer_is_an_unknown_outcome_not_a_second_create(
 def test_create_answered_without_id_is_an_unknown_outcome(
     rt: Runtime, clean_sandbox: SandboxServer
 ) -> None:
-    clean_sandbox.sandbox.fakes["organi"].set_behaviour({"create_response": "no-id"})
+    organi = clean_sandbox.sandbox.fakes["organi"]
+    assert isinstance(organi, OrganiFake)
+    organi.set_behaviour({"create_response": "no-id"})
     with pytest.raises(UnknownOutcomeError):
         deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1))
     assert len(worklogs(clean_sandbox)) == 1
