@@ -113,7 +113,7 @@ def test_check_names_each_target_once_per_line(
     configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="tok")
     result = CliRunner().invoke(main, ["check", "--probe"])
     assert result.exit_code == 0, result.output
-    for target in ("everit", "tracket", "blikk"):
+    for target in ("everit", "tracket", "blikk", "organi"):
         [line] = [x for x in result.output.splitlines() if x.strip().startswith(f"{target}:")]
         assert target not in line.split(":", 1)[1].split(" at ")[0], line
     assert "redis: ok" in result.output
@@ -141,7 +141,13 @@ def test_check_lists_blikk_lookups_as_tables_and_as_json(
     assert report["ok"] is True
     assert report["redis"]["ok"] is True
     assert report["webhooks"] == {**report["webhooks"], "ok": True, "tokens": 1}
-    assert [t["target"] for t in report["targets"]] == ["everit", "tracket", "blikk", "mail"]
+    assert [t["target"] for t in report["targets"]] == [
+        "everit",
+        "tracket",
+        "blikk",
+        "organi",
+        "mail",
+    ]
     assert all(t["ok"] and t["probed"] for t in report["targets"])
     everit = report["targets"][0]
     assert everit["message"].startswith("API key accepted at ")

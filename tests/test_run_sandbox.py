@@ -22,7 +22,17 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(
-            ("RELAY_", "CLOCKIFY_", "REDIS_", "EVERIT_", "BLIKK_", "TRACKET_", "SMTP_", "MAIL_")
+            (
+                "RELAY_",
+                "CLOCKIFY_",
+                "REDIS_",
+                "EVERIT_",
+                "BLIKK_",
+                "TRACKET_",
+                "ORGANI_",
+                "SMTP_",
+                "MAIL_",
+            )
         )
     }
     env["PYTHONUNBUFFERED"] = "1"
@@ -61,13 +71,15 @@ def test_run_sandbox_delivers_to_every_fake(tmp_path: Path) -> None:
                 "everit": len(state["everit"]["worklogs"]),
                 "blikk": len(state["blikk"]["timereports"]),
                 "tracket": len(state["tracket"]["worklogs"]),
+                "organi": len(state["organi"]["worklogs"]),
             }
             return counts if all(counts.values()) else None
 
-        assert wait_until(booked, timeout=60, what="all three targets booked") == {
+        assert wait_until(booked, timeout=60, what="all four targets booked") == {
             "everit": 1,
             "blikk": 1,
             "tracket": 1,
+            "organi": 1,
         }
         # Mail is on with its example rule: a decided approval mails the approval's creator.
         response = httpx.post(

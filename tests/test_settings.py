@@ -119,7 +119,7 @@ def test_unknown_keys_are_refused_at_every_depth_with_their_path(tmp_path: Path)
         [targets.tracket.defaults]
         itemid = "i"
         [targets.evrit]
-        [targets.organi]
+        [targets.tempo]
     """
     assert problems(tmp_path, text) == [
         "timezone: unknown key at the top of the file; known here: [defaults], [relay], "
@@ -132,8 +132,8 @@ def test_unknown_keys_are_refused_at_every_depth_with_their_path(tmp_path: Path)
         '[targets.blikk.projects."p-1"] projct_id: unknown key; did you mean project_id?',
         "[targets.tracket.defaults] itemid: unknown key; did you mean item_id?",
         "[targets.evrit]: unknown target; did you mean [targets.everit]?",
-        "[targets.organi]: unknown target; known here: [targets.blikk], [targets.everit], "
-        "[targets.mail], [targets.tracket]",
+        "[targets.tempo]: unknown target; known here: [targets.blikk], [targets.everit], "
+        "[targets.mail], [targets.organi], [targets.tracket]",
     ]
 
 

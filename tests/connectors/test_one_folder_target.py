@@ -52,7 +52,7 @@ def test_a_registered_target_is_configured_served_and_delivered_to(
         assert settings.targets["toy"]["base_url"] == sandbox.base_urls["toy"]
 
         rt = Runtime(settings)
-        assert rt.enabled_targets() == ["everit", "tracket", "blikk", "mail", "toy"]
+        assert rt.enabled_targets() == ["everit", "tracket", "blikk", "organi", "mail", "toy"]
         engine = rt.engine("toy")
         assert engine.deliver(envelope("NEW_TIME_ENTRY", entry_payload(), 1)).action == "applied"
         [record] = records(sandbox)

@@ -23,7 +23,7 @@ from clockify_relay.settings import Settings, load_settings
 from tests.pipeline.conftest import entry_payload, envelope
 
 pytestmark = pytest.mark.integration
-TARGETS = ("everit", "blikk", "tracket")
+TARGETS = ("everit", "blikk", "tracket", "organi")
 
 
 def sandbox_settings(settings: Settings, sandbox: SandboxServer, tmp_path: Path) -> Settings:

@@ -35,14 +35,14 @@ from tests.fixture_loader import (
 from tests.processes import RelayProcess, relay_env, start_receiver, start_worker, wait_until
 
 TOKEN = "e2e-multi-target-token"
-TARGETS = ("everit", "blikk", "tracket")
+TARGETS = ("everit", "blikk", "tracket", "organi")
 DONE = frozenset({"applied", "deleted", "skipped", "dead-lettered"})
 BLIKK_ANNA = 3
 pytestmark = pytest.mark.integration
 
 
 def write_config(path: Path, *, blikk_user: bool = True) -> Path:
-    """The relay's TOML: all three targets on; endpoints and secrets come from the env."""
+    """The relay's TOML: all four targets on; endpoints and secrets come from the env."""
     blikk_users = f'\n[targets.blikk.users."{USER_ANNA}"]\nuser_id = {BLIKK_ANNA}\n'
     path.write_text(
         f"""
@@ -75,6 +75,15 @@ timeout = 3
 [targets.tracket.defaults]
 item_id = "sandbox-item"
 user_id = "sandbox-user"
+
+[targets.organi]
+timeout = 3
+cache_id = "e2e-cache"
+
+[targets.organi.defaults]
+author = "sandbox-author"
+worklog_type = 1
+performance_type = 1
 """
     )
     return path
@@ -210,7 +219,7 @@ def blikk_of(sandbox: SandboxServer, entry_id: str) -> list[tuple[str, float]]:
     ]
 
 
-def test_create_update_delete_reach_all_three_targets(make_relay: Any) -> None:
+def test_create_update_delete_reach_every_target(make_relay: Any) -> None:
     relay: Relay = make_relay()
     sandbox = relay.sandbox
 
@@ -338,6 +347,7 @@ def test_unmapped_blikk_user_dead_letters_then_replays_once_mapped(
         "everit": "applied",
         "blikk": "dead-lettered",
         "tracket": "applied",
+        "organi": "applied",
     }
     [letter] = relay.dlq.list()
     assert letter.target == "blikk"

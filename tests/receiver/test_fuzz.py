@@ -134,12 +134,13 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def connectors(settings: Settings, redis_client: redis.Redis) -> list[Connector]:
     """Every target with the sandbox's catch-all mappings (mapping only: no request is sent)."""
     sections = sandbox_targets(
-        {name: "http://127.0.0.1:9/unused" for name in ("everit", "blikk", "tracket")}
+        {name: "http://127.0.0.1:9/unused" for name in ("everit", "blikk", "tracket", "organi")}
     )
     credentials = {
         "everit": {"api_key": Secret("k")},
         "blikk": {"app_id": "a", "app_secret": Secret("s")},
         "tracket": {"token": Secret("t")},
+        "organi": {"token": Secret("t")},
     }
     return [
         connector_class(name)(settings, {**section, **credentials[name]}, redis_client)

@@ -22,6 +22,7 @@ PACKAGES: tuple[str, ...] = (
     "clockify_relay.connectors.everit",
     "clockify_relay.connectors.tracket",
     "clockify_relay.connectors.blikk",
+    "clockify_relay.connectors.organi",
     "clockify_relay.connectors.mail",
 )
 

@@ -53,6 +53,7 @@ class SandboxConfig:
 
     everit_api_key: str = "sandbox-everit-key"
     tracket_token: str = "sandbox-tracket-token"  # noqa: S105 - a fake's public default
+    organi_token: str = "sandbox-organi-token"  # noqa: S105
     blikk_app_id: str = "sandbox-blikk-app"
     blikk_app_secret: str = "sandbox-blikk-secret"  # noqa: S105
     blikk_token_ttl: float = 3600.0  # seconds a Blikk access token lives

@@ -1,0 +1,74 @@
+"""The Organi connector the delivery engine calls: Clockify entries → Organi worklogs, one per
+entry at its local start (mapping.py), written through :class:`~.api.OrganiClient`.
+
+Organi cannot be searched for a create whose answer was lost: the document's "Get filtered
+worklogs" takes a ``filter`` whose format (WorklogFilter) it never defines, plus a required
+``cacheId``/``generateCache`` pair it does not explain. A search built on a guess that silently
+finds nothing would make the engine create the worklog a second time, so ``searchable`` is False
+and the engine dead-letters such a create as an unknown outcome (README "Organi")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from clockify_relay.clockify.models import TimeEntry
+from clockify_relay.connectors.base import Booking, Connector
+from clockify_relay.connectors.organi.api import OrganiClient
+from clockify_relay.connectors.organi.config import parse_config
+from clockify_relay.connectors.organi.mapping import worklog
+from clockify_relay.errors import PermanentError
+from clockify_relay.settings import Settings
+from clockify_relay.timeutil import owner_zone
+
+
+class OrganiConnector(Connector):
+    """Books each Clockify entry as one Organi worklog."""
+
+    name = "organi"
+    searchable = False
+
+    def __init__(
+        self, settings: Settings, section: Mapping[str, Any], redis_client: redis.Redis
+    ) -> None:
+        super().__init__(settings, section, redis_client)
+        self.config = parse_config(section)
+        self.request_timeout = self.config.timeout
+        self.client = OrganiClient(self.config)
+
+    def bookings(self, entry: TimeEntry) -> list[Booking]:
+        """One worklog at the entry's local start; none for a zero-length entry."""
+        if entry.seconds <= 0:
+            return []
+        payload = worklog(entry, owner_zone(entry, self.settings), self.config)
+        return [Booking(key="", payload=payload)]
+
+    def create(self, entry: TimeEntry, booking: Booking) -> str:
+        """POST the worklog; return Organi's ``worklogId``."""
+        return self.client.create_worklog(booking.payload)
+
+    def update(self, entry: TimeEntry, remote_id: str, booking: Booking) -> str:
+        """PUT the worklog; re-create it (new id) if Organi answers 404."""
+        if not remote_id:
+            raise PermanentError("organi: empty remote id in the ID map")
+        if self.client.update_worklog(remote_id, booking.payload):
+            return remote_id
+        return self.client.create_worklog(booking.payload)
+
+    def delete(self, entry: TimeEntry, remote_id: str) -> None:
+        """DELETE the worklog; a 404 counts as deleted once the worklog is confirmed missing."""
+        if not remote_id:
+            raise PermanentError("organi: empty remote id in the ID map")
+        self.client.delete_worklog(remote_id)
+
+    def probe(self) -> str:
+        """List the worklog types (documented, no required parameter): proves the token, the
+        base URL and the paths' prefix."""
+        types = self.client.worklog_types()
+        return f"token accepted at {self.config.base_url} ({len(types)} worklog types)"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.client.close()
