@@ -151,6 +151,7 @@ def report(sandbox: SandboxServer, client: redis.Redis, prefix: str, live: set[s
     for target, records, marker in (
         ("everit", state["everit"]["worklogs"], None),
         ("tracket", state["tracket"]["worklogs"], None),
+        ("organi", state["organi"]["worklogs"], None),
         ("blikk", state["blikk"]["timereports"], "internalComment"),
     ):
         maybe = unknown.get(target, set())
