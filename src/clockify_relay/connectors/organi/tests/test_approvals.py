@@ -16,8 +16,9 @@ import pytest
 from tests.fixture_loader import fixture_json
 from tests.pipeline.conftest import entry_payload, envelope
 
+from clockify_relay.connectors.organi.config import parse_config
 from clockify_relay.connectors.organi.tests.test_engine import organi_runtime, worklogs
-from clockify_relay.errors import TransientError
+from clockify_relay.errors import ConfigurationError, TransientError
 from clockify_relay.pipeline.delivery import deliver_and_commit, run_delivery
 from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.pipeline.runtime import Runtime
@@ -224,3 +225,49 @@ def test_repeated_state_sends_nothing_again(rt: Runtime, clean_sandbox: SandboxS
 def test_approval_events_are_routed_to_organi(rt: Runtime) -> None:
     assert rt.enabled_targets("NEW_APPROVAL_REQUEST") == ["organi"]
     assert rt.enabled_targets("APPROVAL_REQUEST_STATUS_UPDATED") == ["organi"]
+
+
+def test_withdrawn_submission_and_the_table_are_configurable(
+    settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    runtime = organi_runtime(
+        settings, clean_sandbox, statuses={"withdrawn_submission": 2, "approved": "none"}
+    )
+    try:
+        ids = week(runtime)
+        deliver(runtime, approval("PENDING", "2026-03-16T07:45:00Z"))
+        outcome = deliver(runtime, approval("APPROVED", "2026-03-16T10:00:00Z"))
+        assert "no status configured" in outcome.reason
+        deliver(runtime, approval("WITHDRAWN_SUBMISSION", "2026-03-16T11:00:00Z"))
+        assert [c["statusId"] for c in status_updates(clean_sandbox)] == [1, 2]
+        assert statuses(clean_sandbox) == dict.fromkeys(ids, 2)
+    finally:
+        runtime.connector("organi").close()
+        runtime.redis.close()
+
+
+@pytest.mark.parametrize(
+    ("statuses_table", "message"),
+    [
+        ({"approved": 7}, "not one of 1 2 3 4 5 11"),
+        ({"withdrawn_approval": "undo 1"}, "only undoes status 4 or 11"),
+        ({"approved": "later"}, 'must be a status id, "undo 4"'),
+        ({"accepted": 4}, "unknown state"),
+    ],
+)
+def test_bad_status_table_names_the_key(statuses_table: dict[str, Any], message: str) -> None:
+    section = {"token": "t", "base_url": "https://organi.example", "statuses": statuses_table}
+    with pytest.raises(ConfigurationError) as info:
+        parse_config(section)
+    assert "[targets.organi.statuses]" in str(info.value) and message in str(info.value)
+
+
+def test_default_table() -> None:
+    config = parse_config({"token": "t", "base_url": "https://organi.example"})
+    assert {state: str(action) for state, action in config.statuses.items()} == {
+        "PENDING": "status 1",
+        "APPROVED": "status 4",
+        "REJECTED": "status 2",
+        "WITHDRAWN_APPROVAL": "undo 4",
+        "WITHDRAWN_SUBMISSION": "status 1",
+    }
