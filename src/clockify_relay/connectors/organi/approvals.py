@@ -306,9 +306,9 @@ class Approvals:
                 f"{TARGET}: {action} failed for worklog(s) {', '.join(result.failed)} "
                 f"(approval {record.request_id}, {record.state}); retrying those only"
             )
-        denied = sorted(
-            {*result.denied, *(w for w, m in record.denied.items() if m == marker)}, key=str
-        )
+        # The denied among these worklogs (not others of the request, dead-lettered before).
+        earlier = (w for w in worklog_ids if record.denied.get(w) == marker)
+        denied = sorted({*result.denied, *earlier}, key=str)
         if denied:
             raise PermanentError(
                 f"{TARGET}: Organi denied {action} for worklog(s) {', '.join(denied)} (approval "

@@ -18,7 +18,7 @@ from tests.pipeline.conftest import entry_payload, envelope
 
 from clockify_relay.connectors.organi.config import parse_config
 from clockify_relay.connectors.organi.tests.test_engine import organi_runtime, worklogs
-from clockify_relay.errors import ConfigurationError, TransientError
+from clockify_relay.errors import ConfigurationError, PermanentError, TransientError
 from clockify_relay.pipeline.delivery import deliver_and_commit, run_delivery
 from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.pipeline.runtime import Runtime
@@ -203,6 +203,18 @@ def test_worklog_booked_after_its_approval_gets_the_status(
     updated = entry(DAYS[4]) | {"description": "changed"}
     rt.engine("organi").deliver(envelope("TIME_ENTRY_UPDATED", updated, 2))
     assert len(status_updates(clean_sandbox)) == 2
+
+
+def test_late_worklog_is_not_failed_by_an_earlier_denied_one(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    early = [book(rt, day) for day in DAYS[:4]]
+    behave(clean_sandbox, {early[1]: "denied"})
+    with pytest.raises(PermanentError):
+        deliver(rt, approval("APPROVED", "2026-03-16T10:00:00Z"))
+    late = book(rt, DAYS[4])
+    assert statuses(clean_sandbox)[late] == 4
+    assert status_updates(clean_sandbox)[-1]["worklogIds"] == [int(late)]
 
 
 def test_older_state_arriving_late_is_skipped(rt: Runtime, clean_sandbox: SandboxServer) -> None:
