@@ -38,6 +38,20 @@ class Keys:
         """Hash: ID map, last applied sequence, tombstone, pending create, booked owner."""
         return f"{self.prefix}state:{target}:{entry_id}"
 
+    def owner_days(self, target: str, owner: str) -> str:
+        """Sorted set: the owner's entries booked on the target, scored by the local day of the
+        booking (``date.toordinal()``); approvals find their worklogs through it."""
+        return f"{self.prefix}days:{target}:{owner}"
+
+    def approval(self, target: str, request_id: str) -> str:
+        """Hash: one approval request's last applied state on the target (owner, days, state,
+        note, ``updatedAt``) and, per worklog, the state already set (``wl:<id>``) or denied."""
+        return f"{self.prefix}approval:{target}:{request_id}"
+
+    def owner_approvals(self, target: str, owner: str) -> str:
+        """Set: the approval request ids seen for an owner (late worklogs look them up)."""
+        return f"{self.prefix}approvals:{target}:{owner}"
+
     def mail_sent(self, event_key: str) -> str:
         """Hash: per mail rule, whether this event's mail is being sent or was sent."""
         return f"{self.prefix}mail:{event_key}"

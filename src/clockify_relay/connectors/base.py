@@ -12,8 +12,9 @@ ID map per key and reconciles: update keys that stay, create new keys, delete ke
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, ClassVar
 
 import redis
@@ -93,6 +94,15 @@ class Connector(ABC):
     def find(self, entry: TimeEntry, booking: Booking) -> str | None:
         """Find a record an earlier, interrupted create may have made (only if ``searchable``)."""
         raise NotImplementedError
+
+    def booked(
+        self, owner: str, day: date, remote_ids: Mapping[str, str], renew: Callable[[], None]
+    ) -> list[str]:
+        """Called by the engine after every delivery that leaves the entry booked (under its
+        lock; ``renew`` renews it before a call): the owner, the local day the entry is indexed
+        under and its remote ids. Returns the operations it made (e.g. Organi gives a worklog
+        booked after its approval request arrived the request's status)."""
+        return []
 
     def probe(self) -> str:
         """Check credentials and reachability; return one line for ``check``, which names the

@@ -10,7 +10,9 @@ Two kinds of target (docs/ARCHITECTURE.md §8): a *booking* target names a time-
 ``Connector``, which pipeline/engine.py's DeliveryEngine drives under the ordering rules; an
 *event* target names a ``handler`` instead (pipeline/engine.py ``EventHandler``: ``deliver`` and
 ``lock_seconds``), which handles whole events of the types in ``events`` (approvals included)
-by itself, e.g. the mail target. ``fan_out`` routes an event to every enabled target whose
+by itself, e.g. the mail target. A booking target may name a ``handler`` too: it takes the
+event types in ``events`` that are not time-entry events (Organi's approvals), while the
+DeliveryEngine keeps the time entries. ``fan_out`` routes an event to every enabled target whose
 ``events`` hold its type.
 
 A spec names its classes by module and attribute, relative to its package, and imports them only
@@ -62,7 +64,8 @@ class TargetSpec:
     # A booking target: the Connector subclass (connectors/base.py) the DeliveryEngine drives.
     connector: str | None = None
     # An event target instead: its handler class, built as ``cls(runtime, section)``
-    # (pipeline/engine.py EventHandler).
+    # (pipeline/engine.py EventHandler). Beside a connector: the handler of the target's
+    # non-time-entry events.
     handler: str | None = None
     # The event types fan_out routes to the target.
     events: frozenset[str] = TIME_ENTRY_EVENTS
@@ -84,8 +87,16 @@ class TargetSpec:
         return getattr(import_module(f"{self.package}.{module}"), attribute)
 
     def __post_init__(self) -> None:
-        if (self.connector is None) == (self.handler is None):
-            raise TypeError(f"target {self.name}: name a connector or a handler (one of them)")
+        if self.connector is None and self.handler is None:
+            raise TypeError(f"target {self.name}: name a connector, a handler or both")
+        if self.connector is None and not self.events:
+            raise TypeError(f"target {self.name}: an event target needs events")
+
+    def handles(self, event_type: str) -> bool:
+        """Whether the handler (not the DeliveryEngine) takes this event type."""
+        if self.handler is None:
+            return False
+        return self.connector is None or event_type not in TIME_ENTRY_EVENTS
 
     def connector_class(self) -> type[Connector]:
         """The target's Connector subclass."""
@@ -95,7 +106,7 @@ class TargetSpec:
         return cls
 
     def handler_class(self) -> Callable[[Runtime, Mapping[str, Any]], EventHandler] | None:
-        """The target's event handler class, or None for a booking target."""
+        """The target's event handler class, or None for a booking target without one."""
         if self.handler is None:
             return None
         cls: Callable[[Runtime, Mapping[str, Any]], EventHandler] = self.load(self.handler)

@@ -122,7 +122,7 @@ def run_delivery(
 ) -> Outcome:
     """Deliver once and trace it; raises the relay error on failure (traced too)."""
     try:
-        outcome = rt.engine(target).deliver(envelope, force=force)
+        outcome = rt.engine(target, str(envelope["event_type"])).deliver(envelope, force=force)
     except RelayError as exc:
         trace_delivery(
             rt,

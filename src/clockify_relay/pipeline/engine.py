@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any, Protocol
 
 import orjson
@@ -55,6 +56,7 @@ from clockify_relay.errors import (
 from clockify_relay.pipeline.messages import Envelope, encode
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import TargetSection, target_section
+from clockify_relay.timeutil import owner_zone
 
 CREATE_EVENTS = frozenset({"NEW_TIME_ENTRY", "TIMER_STOPPED"})
 UPDATE_EVENTS = frozenset({"TIME_ENTRY_UPDATED", "TIME_ENTRY_SPLIT"})
@@ -110,6 +112,7 @@ class EntryState:
         self.tombstone_seq = int(tombstone) if tombstone is not None else None
         self.restored_seq = int(raw.get("restored_seq", 0))
         self.owner = raw.get("owner")
+        self.day = raw.get("day")  # ISO local day the entry is indexed under (Keys.owner_days)
 
     def _write(self, mapping: dict[Any, Any] | None = None, *remove: str) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -141,6 +144,14 @@ class EntryState:
         if owner != self.owner:
             self.owner = owner
             self._write({"owner": owner})
+
+    def set_day(self, day: str | None) -> None:
+        if day != self.day:
+            self.day = day
+            if day is None:
+                self._write(None, "day")
+            else:
+                self._write({"day": day})
 
     def advance(self, sequence: int) -> None:
         if sequence > self.applied_seq:
@@ -271,7 +282,13 @@ class DeliveryEngine:
                 # The operator checked the target and asked for the create to be made again.
                 for booking_key in list(state.pending):
                     state.clear_pending(booking_key)
-            return self._decide(envelope, state)
+            outcome = self._decide(envelope, state)
+            if state.ids and state.tombstone_seq is None and state.owner and state.day:
+                day = date.fromisoformat(state.day)
+                outcome.operations.extend(
+                    self.connector.booked(state.owner, day, dict(state.ids), self._renew_lock)
+                )
+            return outcome
 
     def _decide(self, envelope: Envelope, state: EntryState) -> Outcome:
         event_type = str(envelope["event_type"])
@@ -361,9 +378,26 @@ class DeliveryEngine:
                 outcome.operations.append(f"update {booking_key or 'record'} {new_id}")
             else:
                 self._create(entry, state, booking, outcome)
+        self._index(entry, state)
         state.set_owner(entry.user_id)
         outcome.remote_ids = dict(state.ids)
         return outcome
+
+    def _index(self, entry: TimeEntry, state: EntryState) -> None:
+        """Keep the (target, owner) index of booked entries by local day (Keys.owner_days)."""
+        old = state.owner if state.owner and state.day else None
+        day = None
+        if state.ids:
+            day = entry.start.astimezone(owner_zone(entry, self.connector.settings)).date()
+        pipe = self.client.pipeline(transaction=True)
+        if old is not None and (day is None or old != entry.user_id):
+            pipe.zrem(self.keys.owner_days(self.target, old), entry.id)
+        if day is not None:
+            key = self.keys.owner_days(self.target, entry.user_id)
+            pipe.zadd(key, {entry.id: day.toordinal()})
+            pipe.expire(key, self.state_ttl)
+        pipe.execute()
+        state.set_day(None if day is None else day.isoformat())
 
     def _create(
         self, entry: TimeEntry, state: EntryState, booking: Booking, outcome: Outcome
@@ -431,6 +465,9 @@ class DeliveryEngine:
     def _delete(self, entry: TimeEntry, state: EntryState, sequence: int, why: str) -> Outcome:
         outcome = Outcome("deleted", why)
         self._remove_all(entry, state, outcome, why)
+        if state.owner and state.day:
+            self.client.zrem(self.keys.owner_days(self.target, state.owner), entry.id)
+            state.set_day(None)
         state.tombstone(sequence)
         return outcome
 

@@ -1,7 +1,9 @@
 """Per-process state of a worker (or CLI): settings, Redis, connectors — made once, lazily.
 
 Per target one deliverer: a DeliveryEngine over the target's Connector (a booking target), or
-the target's own EventHandler (an event target, e.g. mail; connectors/spec.py)."""
+the target's own EventHandler (an event target, e.g. mail; connectors/spec.py) — or both, when a
+booking target also handles other events (Organi's approvals): ``engine(target, event_type)``
+picks."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class Runtime:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._engines: dict[str, DeliveryEngine | EventHandler] = {}
+        self._handlers: dict[str, EventHandler] = {}
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -61,12 +64,20 @@ class Runtime:
             raise ConfigurationError(f"{target} is an event target: it has no connector")
         return engine.connector
 
-    def engine(self, target: str) -> DeliveryEngine | EventHandler:
+    def engine(self, target: str, event_type: str | None = None) -> DeliveryEngine | EventHandler:
         """What delivers to one target, built on first use: the DeliveryEngine over its
-        connector, or an event target's handler."""
+        connector, or an event target's handler; with ``event_type``, the target's handler when
+        it takes that type beside a connector (connectors/spec.py ``handles``)."""
+        spec = registry.spec(target)
+        if event_type is not None and spec.connector is not None and spec.handles(event_type):
+            if target not in self._handlers:
+                handler_class = spec.handler_class()
+                assert handler_class is not None
+                self._handlers[target] = handler_class(self, self.settings.targets.get(target, {}))
+            return self._handlers[target]
         if target not in self._engines:
             section = self.settings.targets.get(target, {})
-            handler_class = registry.spec(target).handler_class()
+            handler_class = spec.handler_class() if spec.connector is None else None
             if handler_class is not None:
                 self._engines[target] = handler_class(self, section)
                 return self._engines[target]
@@ -98,6 +109,11 @@ class Runtime:
         timeout; a Celery countdown (up to ``max_countdown``) is held unacked too. Both a
         countdown and the longest lock (a worker that died holding it) must fit inside it."""
         locks = {t: self.engine(t).lock_seconds for t in self.enabled_targets()}
+        for target in self.enabled_targets():
+            spec = registry.spec(target)
+            for event_type in spec.events:
+                if spec.connector is not None and spec.handles(event_type):
+                    locks[target] = max(locks[target], self.engine(target, event_type).lock_seconds)
         if not locks:
             return
         target, lock = max(locks.items(), key=lambda item: item[1])

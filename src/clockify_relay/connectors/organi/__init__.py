@@ -5,12 +5,16 @@ api.py (HTTP client), connector.py (the engine's Connector), mapping.py (pure), 
 ``[targets.organi]`` section), fake.py (the sandbox fake), tests/.
 """
 
+from clockify_relay.clockify.models import APPROVAL_EVENTS, TIME_ENTRY_EVENTS
 from clockify_relay.connectors.spec import EnvVar, TargetSpec
 
 SPEC = TargetSpec(
     name="organi",
     package=__name__,
     connector="connector:OrganiConnector",
+    # Approval events set the worklog status of the owner's worklogs (approvals.py).
+    handler="approvals:ApprovalHandler",
+    events=TIME_ENTRY_EVENTS | APPROVAL_EVENTS,
     config_keys="config:KNOWN_KEYS",
     fake="fake:OrganiFake",
     env=(

@@ -23,6 +23,14 @@ header are configurable (defaults follow the document's tags; README "Organi"). 
     performance_type = 1
     jira_issue = "PROJ-1"
 
+    [targets.organi.statuses]                  # approval state → worklog status (defaults)
+    pending = 1                                # to approve
+    approved = 4                               # approved
+    rejected = 2                               # to review
+    withdrawn_approval = "undo 4"              # undo of "approved" (after checking history)
+    withdrawn_submission = 1                   # Organi has no "not submitted": a fresh status
+                                               # ("none" leaves the worklogs as they are)
+
     [targets.organi.users."<clockify user id>"]
     author = "…"                               # or the short form "<id>" = "…"
 
@@ -65,6 +73,41 @@ PATH_DEFAULTS: Mapping[str, str] = {
 }
 _WITH_ID = frozenset(name for name, path in PATH_DEFAULTS.items() if "{id}" in path)
 
+# Clockify approval state → what is done to the worklogs of its days (approvals.py).
+APPROVAL_STATE_KEYS: Mapping[str, str] = {
+    "pending": "PENDING",
+    "approved": "APPROVED",
+    "rejected": "REJECTED",
+    "withdrawn_approval": "WITHDRAWN_APPROVAL",
+    "withdrawn_submission": "WITHDRAWN_SUBMISSION",
+}
+# The document's statusId enums of "Update worklog status" and "Undo worklog status".
+_SET_IDS = frozenset({1, 2, 3, 4, 5, 11})
+_UNDO_IDS = frozenset({4, 11})
+
+
+@dataclass(frozen=True)
+class StatusAction:
+    """Set ``status_id`` on the worklogs, or (``undo``) revert a ``status_id`` that is their
+    current status."""
+
+    status_id: int
+    undo: bool = False
+
+    def __str__(self) -> str:
+        return f"undo {self.status_id}" if self.undo else f"status {self.status_id}"
+
+
+# Organi has no "not submitted" status: a withdrawn submission goes back to the status a fresh
+# worklog is given by its workflow, 1 ("to approve") unless configured.
+DEFAULT_STATUSES: Mapping[str, StatusAction | None] = {
+    "PENDING": StatusAction(1),
+    "APPROVED": StatusAction(4),
+    "REJECTED": StatusAction(2),
+    "WITHDRAWN_APPROVAL": StatusAction(4, undo=True),
+    "WITHDRAWN_SUBMISSION": StatusAction(1),
+}
+
 _TYPE_ROW = KnownKeys.of("jira_issue", "worklog_type", "performance_type")
 # Every key parse_config reads (settings.py refuses others, naming the nearest of these).
 KNOWN_KEYS = KnownKeys.of(
@@ -80,6 +123,7 @@ KNOWN_KEYS = KnownKeys.of(
     users=KnownKeys.of(rows=KnownKeys.of("author")),
     projects=KnownKeys.of(rows=_TYPE_ROW),
     tasks=KnownKeys.of(rows=_TYPE_ROW),
+    statuses=KnownKeys.of(*APPROVAL_STATE_KEYS),
 )
 
 
@@ -109,6 +153,9 @@ class OrganiConfig:
     users: Mapping[str, str] = field(default_factory=dict)
     projects: Mapping[str, TypeRow] = field(default_factory=dict)
     tasks: Mapping[str, TypeRow] = field(default_factory=dict)
+    statuses: Mapping[str, StatusAction | None] = field(
+        default_factory=lambda: dict(DEFAULT_STATUSES)
+    )
 
     def auth_value(self) -> str:
         """The value of the auth header (contains the token: never log it)."""
@@ -189,6 +236,34 @@ def _paths(section: Mapping[str, Any]) -> dict[str, str]:
     return paths
 
 
+def _status_action(value: object, where: str) -> StatusAction | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in _SET_IDS:
+            raise ConfigurationError(f"{where}: status {value} is not one of 1 2 3 4 5 11")
+        return StatusAction(value)
+    if isinstance(value, str):
+        words = value.split()
+        if words == ["none"]:
+            return None
+        if len(words) == 2 and words[0] == "undo" and words[1].isdigit():
+            if int(words[1]) not in _UNDO_IDS:
+                raise ConfigurationError(f"{where}: Organi only undoes status 4 or 11")
+            return StatusAction(int(words[1]), undo=True)
+    raise ConfigurationError(f'{where} must be a status id, "undo 4", "undo 11" or "none"')
+
+
+def _statuses(section: Mapping[str, Any]) -> dict[str, StatusAction | None]:
+    statuses = dict(DEFAULT_STATUSES)
+    for key, value in table(section, "statuses", SECTION).items():
+        where = f"[{SECTION}.statuses] {key}"
+        if key not in APPROVAL_STATE_KEYS:
+            raise ConfigurationError(
+                f"{where}: unknown state; known: {', '.join(APPROVAL_STATE_KEYS)}"
+            )
+        statuses[APPROVAL_STATE_KEYS[key]] = _status_action(value, where)
+    return statuses
+
+
 def parse_config(section: Mapping[str, Any]) -> OrganiConfig:
     """Validate ``[targets.organi]`` (with env values merged in) into an :class:`OrganiConfig`."""
     raw_token = section.get("token")
@@ -233,4 +308,5 @@ def parse_config(section: Mapping[str, Any]) -> OrganiConfig:
         users=_users(section),
         projects=_type_rows(section, "projects"),
         tasks=_type_rows(section, "tasks"),
+        statuses=_statuses(section),
     )

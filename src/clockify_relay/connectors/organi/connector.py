@@ -9,7 +9,8 @@ and the engine dead-letters such a create as an unknown outcome (README "Organi"
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any
 
 import redis
@@ -17,9 +18,11 @@ import redis
 from clockify_relay.clockify.models import TimeEntry
 from clockify_relay.connectors.base import Booking, Connector
 from clockify_relay.connectors.organi.api import OrganiClient
+from clockify_relay.connectors.organi.approvals import Approvals
 from clockify_relay.connectors.organi.config import parse_config
 from clockify_relay.connectors.organi.mapping import worklog
 from clockify_relay.errors import PermanentError
+from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
 from clockify_relay.timeutil import owner_zone
 
@@ -37,6 +40,13 @@ class OrganiConnector(Connector):
         self.config = parse_config(section)
         self.request_timeout = self.config.timeout
         self.client = OrganiClient(self.config)
+        self.approvals = Approvals(
+            self.client,
+            self.config,
+            redis_client,
+            Keys(settings.key_prefix),
+            settings.state_ttl,
+        )
 
     def bookings(self, entry: TimeEntry) -> list[Booking]:
         """One worklog at the entry's local start; none for a zero-length entry."""
@@ -62,6 +72,13 @@ class OrganiConnector(Connector):
         if not remote_id:
             raise PermanentError("organi: empty remote id in the ID map")
         self.client.delete_worklog(remote_id)
+
+    def booked(
+        self, owner: str, day: date, remote_ids: Mapping[str, str], renew: Callable[[], None]
+    ) -> list[str]:
+        """A worklog booked after its approval request arrived gets the request's current
+        status (approvals.py)."""
+        return self.approvals.settle(owner, day, remote_ids.values(), renew)
 
     def probe(self) -> str:
         """List the worklog types (documented, no required parameter): proves the token, the

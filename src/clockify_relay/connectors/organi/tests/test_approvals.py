@@ -1,0 +1,285 @@
+"""Clockify approvals → Organi worklog statuses: real Redis, the Organi fake over HTTP,
+deliveries in-process (approvals.py; README "Organi", statuses).
+
+A week of Anna's entries is booked as worklogs; the approval request of that week (the recorded
+fixtures, Europe/Stockholm) then sets their status in one call per delivery."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from tests.fixture_loader import fixture_json
+from tests.pipeline.conftest import entry_payload, envelope
+
+from clockify_relay.connectors.organi.config import parse_config
+from clockify_relay.connectors.organi.tests.test_engine import organi_runtime, worklogs
+from clockify_relay.errors import ConfigurationError, PermanentError, TransientError
+from clockify_relay.pipeline.delivery import deliver_and_commit, run_delivery
+from clockify_relay.pipeline.messages import Envelope
+from clockify_relay.pipeline.runtime import Runtime
+from clockify_relay.sandbox.server import SandboxServer
+from clockify_relay.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+DAYS = ("09", "10", "11", "12", "13")  # Monday to Friday of the fixtures' week (March 2026)
+
+
+@pytest.fixture
+def rt(settings: Settings, clean_sandbox: SandboxServer) -> Iterator[Runtime]:
+    runtime = organi_runtime(settings, clean_sandbox)
+    yield runtime
+    runtime.connector("organi").close()
+    runtime.redis.close()
+
+
+def entry(day: str) -> dict[str, Any]:
+    payload = entry_payload(id=f"69b00a1e5d4c3b2a19f8e7{day}")
+    payload["timeInterval"] = {
+        **payload["timeInterval"],
+        "start": f"2026-03-{day}T08:00:00Z",
+        "end": f"2026-03-{day}T09:30:00Z",
+    }
+    return payload
+
+
+def book(rt: Runtime, day: str) -> str:
+    """Book one entry of the week; its worklog id."""
+    outcome = rt.engine("organi", "NEW_TIME_ENTRY").deliver(
+        envelope("NEW_TIME_ENTRY", entry(day), 1)
+    )
+    return outcome.remote_ids[""]
+
+
+def approval(state: str, updated_at: str, note: str = "") -> Envelope:
+    name = "NEW_APPROVAL_REQUEST" if state == "PENDING" else "APPROVAL_REQUEST_STATUS_UPDATED"
+    payload = copy.deepcopy(fixture_json(name))
+    payload["status"].update({"state": state, "updatedAt": updated_at, "note": note})
+    event = envelope(name, payload, 1)
+    event["event_id"] = uuid.uuid4().hex
+    return event
+
+
+def deliver(rt: Runtime, event: Envelope) -> Any:
+    return rt.engine("organi", event["event_type"]).deliver(event)
+
+
+def status_updates(sandbox: SandboxServer) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = sandbox.state()["organi"]["statusUpdates"]
+    return result
+
+
+def statuses(sandbox: SandboxServer) -> dict[str, Any]:
+    return {str(w["worklogId"]): w["currentStatusTypeId"] for w in worklogs(sandbox)}
+
+
+def behave(sandbox: SandboxServer, outcomes: dict[str, str]) -> None:
+    """Per worklog id, what the fake answers (``PUT /_sandbox/organi/behaviour``)."""
+    response = httpx.put(
+        f"{sandbox.url}/_sandbox/organi/behaviour", json={"status_outcomes": outcomes}
+    )
+    assert response.status_code == 200, response.text
+
+
+def week(rt: Runtime) -> list[str]:
+    return [book(rt, day) for day in DAYS]
+
+
+def test_submitted_approved_withdrawn_follow_the_week(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    ids = week(rt)
+    other = book_outside_week(rt)
+
+    assert deliver(rt, approval("PENDING", "2026-03-16T07:45:00Z")).action == "applied"
+    assert deliver(rt, approval("APPROVED", "2026-03-16T10:02:11Z", "Looks good &amp; ok"))
+    assert statuses(clean_sandbox) == {**dict.fromkeys(ids, 4), other: None}
+
+    outcome = deliver(rt, approval("WITHDRAWN_APPROVAL", "2026-03-17T08:00:00Z"))
+    assert outcome.action == "applied"
+    calls = status_updates(clean_sandbox)
+    assert [(c["operation"], c["statusId"]) for c in calls] == [
+        ("worklog", 1),
+        ("worklog", 4),
+        ("worklogUndo", 4),
+    ]
+    assert all(sorted(c["worklogIds"]) == sorted(int(i) for i in ids) for c in calls)
+    assert (calls[0]["comment"], calls[1]["comment"]) == (None, "Looks good & ok")
+    # The undo reverted "approved": back to "to approve".
+    assert statuses(clean_sandbox) == {**dict.fromkeys(ids, 1), other: None}
+
+
+def book_outside_week(rt: Runtime) -> str:
+    """An entry of the Monday after the week (local day 16 March): not in the range."""
+    payload = entry_payload(id="69b00a1e5d4c3b2a19f8e716")
+    payload["timeInterval"] = {
+        **payload["timeInterval"],
+        "start": "2026-03-16T06:00:00Z",
+        "end": "2026-03-16T07:00:00Z",
+    }
+    outcome = rt.engine("organi", "NEW_TIME_ENTRY").deliver(envelope("NEW_TIME_ENTRY", payload, 1))
+    return outcome.remote_ids[""]
+
+
+def test_undo_only_where_history_shows_the_status_current(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    ids = week(rt)
+    deliver(rt, approval("APPROVED", "2026-03-16T10:00:00Z"))
+    # Someone moved one worklog on in Organi: its current status is no longer 4.
+    httpx.put(
+        f"{clean_sandbox.base_urls['organi']}/status/worklog",
+        json={"worklogIds": [int(ids[0])], "statusId": 5},
+        headers={"Authorization": f"Bearer {clean_sandbox.config.organi_token}"},
+    ).raise_for_status()
+    outcome = deliver(rt, approval("WITHDRAWN_APPROVAL", "2026-03-17T08:00:00Z"))
+    undo = status_updates(clean_sandbox)[-1]
+    assert undo["operation"] == "worklogUndo"
+    assert sorted(undo["worklogIds"]) == sorted(int(i) for i in ids[1:])
+    assert statuses(clean_sandbox)[ids[0]] == 5
+    assert any("nothing to undo" in op for op in outcome.operations)
+
+
+def test_denied_id_is_dead_lettered_and_the_others_not_repeated(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    ids = week(rt)
+    behave(clean_sandbox, {ids[2]: "denied"})
+    event = approval("APPROVED", "2026-03-16T10:00:00Z")
+    # Through the delivery machinery: a permanent error, dead-lettered with the reason.
+    deliver_and_commit(rt, uuid.uuid4().hex, "organi", event, 1, False)
+    [letter] = rt.dlq.list(target="organi")
+    assert ids[2] in letter.error and "denied" in letter.error
+    [call] = status_updates(clean_sandbox)
+    assert len(call["worklogIds"]) == 5
+    # A redelivery sends nothing: the successes are kept, the denied id is dead-lettered.
+    assert deliver(rt, event).action == "skipped"
+    assert len(status_updates(clean_sandbox)) == 1
+    assert {k: v for k, v in statuses(clean_sandbox).items() if k != ids[2]} == dict.fromkeys(
+        ids[:2] + ids[3:], 4
+    )
+
+    # Organi allows it now: a forced replay sends the denied id alone.
+    behave(clean_sandbox, {})
+    assert run_delivery(rt, "organi", event, 2, force=True).action == "applied"
+    assert status_updates(clean_sandbox)[-1]["worklogIds"] == [int(ids[2])]
+    assert statuses(clean_sandbox) == dict.fromkeys(ids, 4)
+
+
+def test_failed_ids_alone_are_retried(rt: Runtime, clean_sandbox: SandboxServer) -> None:
+    ids = week(rt)
+    behave(clean_sandbox, {ids[0]: "failed", ids[4]: "failed"})
+    event = approval("PENDING", "2026-03-16T07:45:00Z")
+    with pytest.raises(TransientError) as info:
+        deliver(rt, event)
+    assert ids[0] in str(info.value) and ids[4] in str(info.value)
+    assert ids[1] not in str(info.value)
+
+    behave(clean_sandbox, {})
+    assert deliver(rt, event).action == "applied"
+    first, retry = status_updates(clean_sandbox)
+    assert len(first["worklogIds"]) == 5
+    assert sorted(retry["worklogIds"]) == sorted([int(ids[0]), int(ids[4])])
+    assert statuses(clean_sandbox) == dict.fromkeys(ids, 1)
+
+
+def test_worklog_booked_after_its_approval_gets_the_status(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    early = [book(rt, day) for day in DAYS[:4]]
+    deliver(rt, approval("APPROVED", "2026-03-16T10:00:00Z", "fine"))
+    assert len(status_updates(clean_sandbox)) == 1
+
+    late = book(rt, DAYS[4])
+    assert statuses(clean_sandbox) == dict.fromkeys([*early, late], 4)
+    last = status_updates(clean_sandbox)[-1]
+    assert (last["worklogIds"], last["statusId"], last["comment"]) == ([int(late)], 4, "fine")
+    # Updating the entry again sends nothing more.
+    updated = entry(DAYS[4]) | {"description": "changed"}
+    rt.engine("organi").deliver(envelope("TIME_ENTRY_UPDATED", updated, 2))
+    assert len(status_updates(clean_sandbox)) == 2
+
+
+def test_late_worklog_is_not_failed_by_an_earlier_denied_one(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    early = [book(rt, day) for day in DAYS[:4]]
+    behave(clean_sandbox, {early[1]: "denied"})
+    with pytest.raises(PermanentError):
+        deliver(rt, approval("APPROVED", "2026-03-16T10:00:00Z"))
+    late = book(rt, DAYS[4])
+    assert statuses(clean_sandbox)[late] == 4
+    assert status_updates(clean_sandbox)[-1]["worklogIds"] == [int(late)]
+
+
+def test_older_state_arriving_late_is_skipped(rt: Runtime, clean_sandbox: SandboxServer) -> None:
+    ids = week(rt)
+    deliver(rt, approval("APPROVED", "2026-03-16T10:02:11Z"))
+    outcome = deliver(rt, approval("PENDING", "2026-03-16T07:45:00Z"))
+    assert outcome.action == "skipped" and "older" in outcome.reason
+    assert len(status_updates(clean_sandbox)) == 1
+    assert statuses(clean_sandbox) == dict.fromkeys(ids, 4)
+
+
+def test_repeated_state_sends_nothing_again(rt: Runtime, clean_sandbox: SandboxServer) -> None:
+    week(rt)
+    assert deliver(rt, approval("PENDING", "2026-03-16T07:45:00Z")).action == "applied"
+    again = deliver(rt, approval("PENDING", "2026-03-16T07:45:00Z"))
+    assert again.action == "skipped"
+    assert len(status_updates(clean_sandbox)) == 1
+
+
+def test_approval_events_are_routed_to_organi(rt: Runtime) -> None:
+    assert rt.enabled_targets("NEW_APPROVAL_REQUEST") == ["organi"]
+    assert rt.enabled_targets("APPROVAL_REQUEST_STATUS_UPDATED") == ["organi"]
+
+
+def test_withdrawn_submission_and_the_table_are_configurable(
+    settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    runtime = organi_runtime(
+        settings, clean_sandbox, statuses={"withdrawn_submission": 2, "approved": "none"}
+    )
+    try:
+        ids = week(runtime)
+        deliver(runtime, approval("PENDING", "2026-03-16T07:45:00Z"))
+        outcome = deliver(runtime, approval("APPROVED", "2026-03-16T10:00:00Z"))
+        assert "no status configured" in outcome.reason
+        deliver(runtime, approval("WITHDRAWN_SUBMISSION", "2026-03-16T11:00:00Z"))
+        assert [c["statusId"] for c in status_updates(clean_sandbox)] == [1, 2]
+        assert statuses(clean_sandbox) == dict.fromkeys(ids, 2)
+    finally:
+        runtime.connector("organi").close()
+        runtime.redis.close()
+
+
+@pytest.mark.parametrize(
+    ("statuses_table", "message"),
+    [
+        ({"approved": 7}, "not one of 1 2 3 4 5 11"),
+        ({"withdrawn_approval": "undo 1"}, "only undoes status 4 or 11"),
+        ({"approved": "later"}, 'must be a status id, "undo 4"'),
+        ({"accepted": 4}, "unknown state"),
+    ],
+)
+def test_bad_status_table_names_the_key(statuses_table: dict[str, Any], message: str) -> None:
+    section = {"token": "t", "base_url": "https://organi.example", "statuses": statuses_table}
+    with pytest.raises(ConfigurationError) as info:
+        parse_config(section)
+    assert "[targets.organi.statuses]" in str(info.value) and message in str(info.value)
+
+
+def test_default_table() -> None:
+    config = parse_config({"token": "t", "base_url": "https://organi.example"})
+    assert {state: str(action) for state, action in config.statuses.items()} == {
+        "PENDING": "status 1",
+        "APPROVED": "status 4",
+        "REJECTED": "status 2",
+        "WITHDRAWN_APPROVAL": "undo 4",
+        "WITHDRAWN_SUBMISSION": "status 1",
+    }
