@@ -514,7 +514,7 @@ def load_settings(
         problem
         for spec in registry.specs()
         if spec.name in targets
-        for problem in spec.section_problems(targets[spec.name])
+        for problem in spec.section_problems(targets[spec.name], targets)
     ]
     if problems:
         raise SettingsError(problems)

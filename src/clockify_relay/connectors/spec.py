@@ -22,6 +22,7 @@ calls a target, imports no connector, HTTP client or fake.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -112,11 +113,19 @@ class TargetSpec:
         cls: Callable[[Runtime, Mapping[str, Any]], EventHandler] = self.load(self.handler)
         return cls
 
-    def section_problems(self, section: Mapping[str, Any]) -> list[str]:
-        """What is wrong with the values of its section (its ``validate``), or nothing."""
+    def section_problems(
+        self, section: Mapping[str, Any], targets: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> list[str]:
+        """What is wrong with the values of its section (its ``validate``), or nothing. A
+        ``validate`` with a ``targets`` parameter also gets every target's section (for a value
+        that needs another target, as a mail rule sent through Organi)."""
         if self.validate is None:
             return []
-        problems: list[str] = self.load(self.validate)(section)
+        validate = self.load(self.validate)
+        if targets is not None and "targets" in inspect.signature(validate).parameters:
+            problems: list[str] = validate(section, targets=targets)
+        else:
+            problems = validate(section)
         return problems
 
     def known_keys(self) -> KnownKeys:

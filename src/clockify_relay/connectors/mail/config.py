@@ -16,7 +16,19 @@ Example::
     to = ["{creator_email}", "payroll@example.com"]
     subject = "Timesheet {period} of {owner}: {state}"
     body = "Note: {note}"
-    # channel = "smtp"                  # the only channel for now
+    # channel = "smtp"                  # the default; or "organi" with list = "<name>":
+
+    [[targets.mail.rules]]
+    name = "timesheet-approved-organi"
+    events = ["APPROVAL_REQUEST_STATUS_UPDATED"]
+    states = ["APPROVED"]
+    channel = "organi"                  # Organi's "Send configured mailings"
+    list = "timesheets-approved"        # the list name, configured in Organi (required)
+    # no to/subject/body: Organi's mailing has its own recipients and text (refused here)
+
+    [targets.mail.ops]                  # optional: one mail per batch of dead letters
+    to = ["ops@example.com"]
+    interval = 900                      # seconds, at least 60: at most one ops mail per interval
 
 Everything here is checked when the settings are loaded (:func:`section_problems`, the spec's
 ``validate``): an unknown template field, a filter that cannot apply to the rule's events or a
@@ -44,12 +56,18 @@ from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import KnownKeys, Secret, SettingsError
 
 RULE_KEYS = KnownKeys.of(
-    "name", "channel", "events", "states", "projects", "users", "to", "subject", "body"
+    "name", "channel", "events", "states", "projects", "users", "to", "subject", "body", "list"
 )
-KNOWN_KEYS = KnownKeys(frozenset({"smtp_url", "from", "timeout"}), arrays={"rules": RULE_KEYS})
-# Where a rule's mail goes. An "organi-list" channel (Organi's mailing lists) is to come; each
-# channel is one class with send() (handler.py CHANNELS).
-CHANNELS = frozenset({"smtp"})
+OPS_KEYS = KnownKeys.of("to", "interval")
+KNOWN_KEYS = KnownKeys(
+    frozenset({"smtp_url", "from", "timeout"}), {"ops": OPS_KEYS}, arrays={"rules": RULE_KEYS}
+)
+# Where a rule's mail goes: "smtp" (a mail of the rule's to/subject/body, smtp.py) or "organi"
+# (Organi's pre-configured mailing ``list``, sent with the Organi target's client: organi.py).
+CHANNELS = frozenset({"smtp", "organi"})
+MESSAGE_KEYS = ("to", "subject", "body")
+MIN_OPS_INTERVAL = 60
+DEFAULT_OPS_INTERVAL = 900
 DEFAULT_TIMEOUT = 10.0
 PORTS = {"smtp": 25, "smtps": 465}
 
@@ -120,6 +138,7 @@ class Rule:
     to: tuple[str, ...]  # addresses, or "{field}" of an address field of the event
     subject: str
     body: str
+    mailing_list: str | None = None  # the Organi list of channel "organi" (TOML: list)
 
     def why_not(self, event: MailEvent) -> str | None:
         """Why this rule does not fire for the event, or None when it does."""
@@ -144,6 +163,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class OpsMail:
+    """``[targets.mail.ops]``: where the dead-letter digest goes, and how often at most."""
+
+    to: tuple[str, ...]
+    interval: float
+
+
+@dataclass(frozen=True)
 class MailConfig:
     """The whole section, parsed."""
 
@@ -151,6 +178,7 @@ class MailConfig:
     sender: str
     timeout: float
     rules: tuple[Rule, ...]
+    ops: OpsMail | None = None
 
     @property
     def domain(self) -> str:
@@ -207,6 +235,18 @@ def _rule(number: int, raw: Mapping[str, Any], problems: list[str]) -> Rule | No
     channel = raw.get("channel", "smtp")
     if channel not in CHANNELS:
         found.append(f"channel: must be one of {', '.join(sorted(CHANNELS))}")
+    mailing_list = raw.get("list")
+    if channel == "organi":
+        if not isinstance(mailing_list, str) or not mailing_list.strip():
+            found.append('list: required for channel "organi", the name of an Organi mailing list')
+        for key in MESSAGE_KEYS:
+            if key in raw:
+                found.append(
+                    f'{key}: not for channel "organi" (Organi\'s mailing has its own '
+                    "recipients and text)"
+                )
+    elif "list" in raw:
+        found.append('list: only for channel "organi"')
     events = _strings(raw.get("events"))
     if not events:
         found.append("events: required, a list of Clockify event types")
@@ -247,6 +287,23 @@ def _rule(number: int, raw: Mapping[str, Any], problems: list[str]) -> Rule | No
                     f"{key}: unknown field {{{field}}}; the rule's events have "
                     + ", ".join(sorted(available))
                 )
+
+    if channel == "organi":
+        problems += [f"{where} {problem}" for problem in found]
+        if found or not isinstance(mailing_list, str):
+            return None
+        return Rule(
+            name=name.strip(),
+            channel=channel,
+            events=frozenset(events),
+            states=states,
+            projects=projects,
+            users=users,
+            to=(),
+            subject="",
+            body="",
+            mailing_list=mailing_list.strip(),
+        )
 
     texts: dict[str, str] = {}
     for key in ("subject", "body"):
@@ -310,11 +367,52 @@ def parse_config(section: Mapping[str, Any]) -> MailConfig:
     return config
 
 
-def section_problems(section: Mapping[str, Any]) -> list[str]:
-    """Every problem of the section (settings.py calls it at load, through the spec)."""
+def section_problems(
+    section: Mapping[str, Any], targets: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[str]:
+    """Every problem of the section (settings.py calls it at load, through the spec, with every
+    target's section: an "organi" rule needs the Organi target configured)."""
     problems: list[str] = []
-    _parse(section, problems)
+    config = _parse(section, problems)
+    if config is not None and targets is not None:
+        organi = targets.get("organi")
+        for rule in config.rules:
+            if rule.channel == "organi" and (
+                not isinstance(organi, Mapping) or organi.get("enabled", True) is False
+            ):
+                problems.append(
+                    f"[[targets.mail.rules]] ({rule.name}) channel organi: needs the Organi "
+                    "target configured and enabled ([targets.organi], its credentials)"
+                )
     return problems
+
+
+def _ops(raw: Any, problems: list[str]) -> OpsMail | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append("[targets.mail.ops] must be a table")
+        return None
+    to = _strings(raw.get("to"))
+    if not to:
+        problems.append("[targets.mail.ops] to: required, a list of addresses")
+        to = []
+    for item in to:
+        if not _valid_address(item):
+            problems.append(f"[targets.mail.ops] to: {item!r} is not an e-mail address")
+    interval = raw.get("interval", DEFAULT_OPS_INTERVAL)
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or interval < MIN_OPS_INTERVAL
+    ):
+        problems.append(
+            f"[targets.mail.ops] interval: must be a number of seconds, at least {MIN_OPS_INTERVAL}"
+        )
+        return None
+    if not to or not all(_valid_address(item) for item in to):
+        return None
+    return OpsMail(tuple(to), float(interval))
 
 
 def _parse(section: Mapping[str, Any], problems: list[str]) -> MailConfig | None:
@@ -349,9 +447,10 @@ def _parse(section: Mapping[str, Any], problems: list[str]) -> MailConfig | None
         rule = _rule(number, raw, problems)
         if rule is not None:
             rules.append(rule)
+    ops = _ops(section.get("ops"), problems)
     names = [rule.name for rule in rules]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"[[targets.mail.rules]] name {name!r} is used twice: names identify rules")
     if len(problems) > before or smtp is None or not isinstance(sender, str):
         return None
-    return MailConfig(smtp, sender, float(timeout), tuple(rules))
+    return MailConfig(smtp, sender, float(timeout), tuple(rules), ops)

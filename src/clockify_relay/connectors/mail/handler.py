@@ -13,6 +13,9 @@ replay are the same event). Under a lock per event, for each matching rule:
    A failure that proves the server took nothing (smtp.py) clears the record, so the retry
    sends it; one that proves nothing leaves it, and (2) applies.
 
+A rule's channel is "smtp" (its mail, to the SMTP server) or "organi" (Organi's configured
+mailing ``list``, through the Organi target's client: organi.py); both keep the same record.
+
 So a crash between the record and the acceptance can lose one mail, and nothing sends two.
 """
 
@@ -32,6 +35,7 @@ from redis.lock import Lock
 
 from clockify_relay.connectors.mail.config import MailConfig, Rule, parse_config, render
 from clockify_relay.connectors.mail.fields import MailEvent, mail_event
+from clockify_relay.connectors.mail.organi import OrganiListChannel
 from clockify_relay.connectors.mail.smtp import SendFailure, SmtpChannel
 from clockify_relay.errors import TransientError, UnknownOutcomeError
 from clockify_relay.pipeline.engine import LOCK_WAIT, Outcome, skipped
@@ -66,14 +70,18 @@ class MailHandler:
         self.settings = runtime.settings
         self.redis: redis.Redis = runtime.redis
         self.keys = runtime.keys
-        self.channels = {"smtp": SmtpChannel(self.config.smtp, self.config.timeout)}
+        self.smtp = SmtpChannel(self.config.smtp, self.config.timeout)
+        self.organi: OrganiListChannel | None = None
+        if any(rule.channel == "organi" for rule in self.config.rules):
+            self.organi = OrganiListChannel(self.settings.targets.get("organi"))
         # The lock is renewed before every send; it must outlast the slowest one.
-        slowest = max(channel.call_budget for channel in self.channels.values())
+        budgets = [self.smtp.call_budget, self.organi.call_budget if self.organi else 0.0]
+        slowest = max(budgets)
         self.lock_seconds = int(slowest + LOCK_MARGIN)
         self._lock: Lock | None = None
 
     def probe(self) -> str:
-        return self.channels["smtp"].probe()
+        return self.smtp.probe()
 
     def deliver(self, envelope: Envelope, *, force: bool = False) -> Outcome:
         event_type = str(envelope["event_type"])
@@ -105,9 +113,13 @@ class MailHandler:
         if state == SENDING and not force:
             raise UnknownOutcomeError(
                 f"unknown outcome — mail rule {rule.name!r} began sending this event's mail "
-                f"{mid} and never recorded the SMTP server's answer: it may have been sent. "
+                f"{mid} and never recorded the answer ({rule.channel}): it may have been sent. "
                 "Check the recipients' mailboxes before replaying with --force"
             )
+        if rule.channel == "organi":
+            self._send_mailing(rule, record, outcome)
+            outcome.remote_ids[rule.name] = mid
+            return
         recipients = rule.recipients(event)
         if not recipients:
             outcome.operations.append(f"{rule.name}: no recipient in this event")
@@ -122,7 +134,7 @@ class MailHandler:
         self._renew_lock()
         self._write(record, rule.name, f"{SENDING} {time.time():.3f}")
         try:
-            refused = self.channels[rule.channel].send(message)
+            refused = self.smtp.send(message)
         except SendFailure as failure:
             if not failure.maybe_accepted:
                 self.redis.hdel(record, rule.name)  # surely not accepted: a retry sends it
@@ -133,6 +145,20 @@ class MailHandler:
         if refused:
             outcome.operations.append(f"{rule.name}: refused {', '.join(sorted(refused))}")
         outcome.remote_ids[rule.name] = mid
+
+    def _send_mailing(self, rule: Rule, record: str, outcome: Outcome) -> None:
+        # An "organi" rule has its list, and the handler its channel (built in __init__).
+        assert self.organi is not None and rule.mailing_list is not None
+        self._renew_lock()
+        self._write(record, rule.name, f"{SENDING} {time.time():.3f}")
+        try:
+            self.organi.send(rule.mailing_list)
+        except SendFailure as failure:
+            if not failure.maybe_accepted:
+                self.redis.hdel(record, rule.name)  # surely not sent: a retry sends it
+            raise failure.error from None
+        self._write(record, rule.name, f"{SENT} {time.time():.3f}")
+        outcome.operations.append(f"{rule.name}: Organi mailing list {rule.mailing_list!r} sent")
 
     def _write(self, record: str, field: str, value: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
