@@ -56,6 +56,16 @@ class Keys:
         """Hash: per mail rule, whether this event's mail is being sent or was sent."""
         return f"{self.prefix}mail:{event_key}"
 
+    @property
+    def ops_mail_mark(self) -> str:
+        """String: the last-failure time the ops mail has covered dead letters up to."""
+        return f"{self.prefix}opsmail:mark"
+
+    @property
+    def ops_mail_check(self) -> str:
+        """String with a TTL of the ops mail's interval: a check was made in this interval."""
+        return f"{self.prefix}opsmail:check"
+
     def lock(self, target: str, entry_id: str) -> str:
         return f"{self.prefix}lock:{target}:{entry_id}"
 

@@ -1,9 +1,10 @@
 """The scheduler: a small loop, not a Celery task, so a long queue never delays it.
 
 Every second it moves due parked deliveries to the queue; every few seconds it sweeps the
-outbox (pipeline/outbox.py) for messages kombu lost and dead-letters the ones given up on. It
-keeps no state of its own (no schedule file): everything it reads and writes is in Redis, in
-atomic scripts, so two schedulers started by mistake do no harm.
+outbox (pipeline/outbox.py) for messages kombu lost and dead-letters the ones given up on; with
+``[targets.mail.ops]`` it mails the new dead letters to ops, at most once per interval
+(connectors/mail/ops.py). It keeps no state of its own (no schedule file): everything it reads
+and writes is in Redis, in atomic scripts, so two schedulers started by mistake do no harm.
 """
 
 from __future__ import annotations
@@ -72,12 +73,19 @@ def sweep_once(rt: Runtime) -> tuple[int, int]:
 def run(rt: Runtime, stop: threading.Event) -> None:
     """Release and sweep until ``stop`` is set; Redis outages are waited out."""
     next_sweep = 0.0
+    ops = None
+    if "mail" in rt.settings.targets:
+        from clockify_relay.connectors.mail.ops import ops_mailer
+
+        ops = ops_mailer(rt.settings.targets, rt.redis, rt.keys)
     while not stop.is_set():
         try:
             rt.outbox.release_due()
             if time.monotonic() >= next_sweep:
                 sweep_once(rt)
                 next_sweep = time.monotonic() + SWEEP_INTERVAL
+            if ops is not None:
+                ops.check()  # does work at most once per its interval
         except (RedisError, RelayError) as exc:
             log.warning("scheduler step failed (%s); trying again", type(exc).__name__)
         stop.wait(RELEASE_INTERVAL)
