@@ -1,18 +1,24 @@
-"""Clockify approvals → Organi worklog statuses (README "Organi", docs/ARCHITECTURE.md §8).
+"""Clockify approvals → Organi worklog statuses, and confirmation statuses where configured
+(README "Organi", docs/ARCHITECTURE.md §8).
 
 NEW_APPROVAL_REQUEST and APPROVAL_REQUEST_STATUS_UPDATED set the worklog status of the owner's
 worklogs inside the request's ``dateRange``, found through the relay's own records: the engine's
 (target, owner) index of booked entries by local day (``Keys.owner_days``) and each entry's ID
 map; Organi is never searched. One status call per delivery (``{worklogIds, statusId,
 comment}``, the Clockify note as the comment); the state → status table is
-``[targets.organi.statuses]`` (config.py ``DEFAULT_STATUSES``).
+``[targets.organi.statuses]`` (config.py ``DEFAULT_STATUSES``). With a
+``[targets.organi.confirmation_statuses]`` table the confirmation (customer approval) status is
+driven the same way, by the same code (:class:`StatusKind`): one more call per delivery, after
+the worklog status, with its own per-worklog records; without the table it is never called.
 
 Rules, per approval request (``Keys.approval``), under a per-request lock:
 
 * Ordered by ``status.updatedAt``: an older state than the one applied is skipped; the same
   state again sends nothing for the worklogs it already reached.
 * Per worklog the state already set is kept (``wl:<id>`` = its ``updatedAt``): ids Organi
-  answered ``success`` for are never sent again for that state. ``failed`` ids are retried
+  answered ``success`` for are never sent again for that state (per status kind: ``wl:`` and
+  ``denied:`` for the worklog status, ``cwl:`` and ``cdenied:`` for the confirmation status).
+  ``failed`` ids are retried
   alone (a TransientError, the usual retry machinery); ``denied`` ids are recorded and, once no
   failed id is left, dead-lettered with the reason (a PermanentError naming them). A replay with
   ``--force`` sends the denied ids again.
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -37,8 +43,8 @@ import redis
 from redis.lock import Lock
 
 from clockify_relay.clockify.models import PayloadError, parse_approval
-from clockify_relay.connectors.organi.api import OrganiClient, StatusRecord
-from clockify_relay.connectors.organi.config import OrganiConfig
+from clockify_relay.connectors.organi.api import OrganiClient, StatusRecord, StatusResult
+from clockify_relay.connectors.organi.config import OrganiConfig, StatusAction
 from clockify_relay.errors import PermanentError, TransientError
 from clockify_relay.pipeline.engine import LOCK_WAIT, Outcome, skipped
 from clockify_relay.pipeline.messages import Envelope
@@ -53,6 +59,44 @@ def _text(value: bytes | str) -> str:
 
 
 @dataclass(frozen=True)
+class StatusKind:
+    """One of Organi's status flows an approval state drives: its table in the config, its
+    record fields and its three client calls."""
+
+    label: str  # "" or "confirmation ", put before the action in messages
+    done: str  # record field prefix: the worklog reached the state
+    denied: str  # record field prefix: Organi denied it
+    table: Callable[[OrganiConfig], Mapping[str, StatusAction | None]]
+    set: Callable[[OrganiClient, Sequence[str], int, str | None], StatusResult]
+    undo: Callable[[OrganiClient, Sequence[str], int], StatusResult]
+    history: Callable[[OrganiClient, str], Sequence[StatusRecord]]
+
+    def active(self, config: OrganiConfig) -> bool:
+        return bool(self.table(config))
+
+
+WORKLOG_STATUS = StatusKind(
+    label="",
+    done="wl:",
+    denied="denied:",
+    table=lambda config: config.statuses,
+    set=lambda client, ids, status, comment: client.set_worklog_status(ids, status, comment),
+    undo=lambda client, ids, status: client.undo_worklog_status(ids, status),
+    history=lambda client, worklog_id: client.worklog_status_history(worklog_id),
+)
+CONFIRMATION_STATUS = StatusKind(
+    label="confirmation ",
+    done="cwl:",
+    denied="cdenied:",
+    table=lambda config: config.confirmation_statuses,
+    set=lambda client, ids, status, comment: client.set_confirmation_status(ids, status, comment),
+    undo=lambda client, ids, status: client.undo_confirmation_status(ids, status),
+    history=lambda client, worklog_id: client.confirmation_status_history(worklog_id),
+)
+KINDS = (WORKLOG_STATUS, CONFIRMATION_STATUS)
+
+
+@dataclass(frozen=True)
 class ApprovalRecord:
     """One approval request's applied state, as kept in ``Keys.approval``."""
 
@@ -64,8 +108,7 @@ class ApprovalRecord:
     note: str
     updated_at: str  # ISO instant; the marker of what each worklog was set to
     at: float  # the same as a timestamp, for ordering
-    worklogs: Mapping[str, str]  # worklog id → the ``updated_at`` set on it
-    denied: Mapping[str, str]  # worklog id → the ``updated_at`` Organi denied
+    fields: Mapping[str, str]  # all of them, for the per-worklog marks of each kind
 
     @classmethod
     def load(cls, request_id: str, raw: Mapping[bytes | str, bytes | str]) -> ApprovalRecord | None:
@@ -81,8 +124,31 @@ class ApprovalRecord:
             note=fields.get("note", ""),
             updated_at=fields["updated_at"],
             at=float(fields["at"]),
-            worklogs={k[3:]: v for k, v in fields.items() if k.startswith("wl:")},
-            denied={k[7:]: v for k, v in fields.items() if k.startswith("denied:")},
+            fields=fields,
+        )
+
+    def _marks(self, prefix: str) -> dict[str, str]:
+        return {k[len(prefix) :]: v for k, v in self.fields.items() if k.startswith(prefix)}
+
+    def done(self, kind: StatusKind) -> dict[str, str]:
+        """Worklog id → the ``updated_at`` of the state this kind's status was set for."""
+        return self._marks(kind.done)
+
+    def denied(self, kind: StatusKind) -> dict[str, str]:
+        """Worklog id → the ``updated_at`` of the state Organi denied this kind's status for."""
+        return self._marks(kind.denied)
+
+    def marks(self) -> list[str]:
+        """The record fields of every kind's per-worklog marks."""
+        prefixes = tuple(p for kind in KINDS for p in (kind.done, kind.denied))
+        return [k for k in self.fields if k.startswith(prefixes)]
+
+    def pending(self, kind: StatusKind, worklog_id: str) -> bool:
+        """Whether this kind's status has yet to be sent (or denied) for the worklog."""
+        marker = self.updated_at
+        return (
+            self.fields.get(kind.done + worklog_id) != marker
+            and self.fields.get(kind.denied + worklog_id) != marker
         )
 
     def covers(self, day: date) -> bool:
@@ -177,8 +243,7 @@ class Approvals:
             if record is None or at > record.at:
                 pipe = self.redis.pipeline(transaction=True)
                 if record is not None:
-                    stale = [f"wl:{w}" for w in record.worklogs]
-                    stale += [f"denied:{w}" for w in record.denied]
+                    stale = record.marks()
                     if stale:
                         pipe.hdel(key, *stale)
                 pipe.hset(
@@ -199,8 +264,10 @@ class Approvals:
                 pipe.sadd(owner_key, request.id)
                 pipe.expire(owner_key, self.ttl)
                 pipe.execute()
-            elif force and record.denied:
-                self.redis.hdel(key, *(f"denied:{w}" for w in record.denied))
+            elif force:
+                denied = [kind.denied + w for kind in KINDS for w in record.denied(kind)]
+                if denied:
+                    self.redis.hdel(key, *denied)
             record = self._record(request.id)
             assert record is not None
             worklog_ids = self._worklogs(record)
@@ -240,8 +307,8 @@ class Approvals:
         if not covering:
             return []
         newest = max(covering, key=lambda record: record.at)
-        ids = [w for w in worklog_ids if newest.worklogs.get(w) != newest.updated_at]
-        ids = [w for w in ids if newest.denied.get(w) != newest.updated_at]
+        kinds = [kind for kind in KINDS if kind.active(self.config)]
+        ids = [w for w in worklog_ids if any(newest.pending(kind, w) for kind in kinds)]
         if not ids:
             return []
         lock = self._lock(newest.request_id)
@@ -258,64 +325,88 @@ class Approvals:
     # -- both -------------------------------------------------------------------------------
 
     def _apply(self, record: ApprovalRecord, worklog_ids: Sequence[str], renew: Renew) -> Outcome:
+        """Each status kind in turn (the worklog status, then the confirmation status if
+        configured); a failed or denied id of one kind does not stop the other."""
+        worklog_ids = list(dict.fromkeys(worklog_ids))
+        results = [
+            self._apply_kind(kind, record, worklog_ids, renew)
+            for kind in KINDS
+            if kind.active(self.config)
+        ]
+        done = [result for result in results if result is not None]
+        if not done:
+            return skipped(
+                f"{record.state} of {record.updated_at} already applied to its "
+                f"{len(worklog_ids)} worklog(s)"
+            )
+        outcome = Outcome("applied", "; ".join(result.reason for result in done))
+        for result in done:
+            outcome.operations.extend(result.operations)
+        failed = [result.failed for result in done if result.failed]
+        if failed:
+            raise TransientError("; ".join(failed))
+        denied = [result.denied for result in done if result.denied]
+        if denied:
+            raise PermanentError("; ".join(denied))
+        return outcome
+
+    def _apply_kind(
+        self, kind: StatusKind, record: ApprovalRecord, worklog_ids: Sequence[str], renew: Renew
+    ) -> _KindResult | None:
+        """Bring one status kind of the worklogs to the record's state; None if it already
+        was."""
         key = self.keys.approval(TARGET, record.request_id)
         marker = record.updated_at
-        todo = [
-            w
-            for w in dict.fromkeys(worklog_ids)
-            if record.worklogs.get(w) != marker and record.denied.get(w) != marker
-        ]
+        todo = [w for w in worklog_ids if record.pending(kind, w)]
         if not todo:
-            return skipped(
-                f"{record.state} of {marker} already applied to its {len(worklog_ids)} worklog(s)"
-            )
-        action = self.config.statuses.get(record.state)
+            return None
+        action = kind.table(self.config).get(record.state)
         if action is None:
-            self._mark(key, {f"wl:{w}": marker for w in todo})
-            return Outcome("applied", f"{record.state}: no status configured; worklogs kept")
-        outcome = Outcome("applied", f"approval {record.state} → {action}")
+            self._mark(key, {kind.done + w: marker for w in todo})
+            return _KindResult(f"{record.state}: no {kind.label}status configured; worklogs kept")
+        what = f"{kind.label}{action}"
+        result = _KindResult(f"approval {record.state} → {what}")
         if action.undo:
             ready: list[str] = []
             nothing: list[str] = []
             for worklog_id in todo:
                 renew()
-                current = current_status(self.client.worklog_status_history(worklog_id))
+                current = current_status(kind.history(self.client, worklog_id))
                 (ready if current == action.status_id else nothing).append(worklog_id)
             if nothing:
-                self._mark(key, {f"wl:{w}": marker for w in nothing})
-                outcome.operations.append(
-                    f"nothing to undo on {', '.join(nothing)} (status {action.status_id} is "
-                    "not current)"
+                self._mark(key, {kind.done + w: marker for w in nothing})
+                result.operations.append(
+                    f"nothing to undo on {', '.join(nothing)} ({kind.label}status "
+                    f"{action.status_id} is not current)"
                 )
             if not ready:
-                return outcome
+                return result
             renew()
-            result = self.client.undo_worklog_status(ready, action.status_id)
+            answer = kind.undo(self.client, ready, action.status_id)
         else:
             renew()
-            result = self.client.set_worklog_status(
-                todo, action.status_id, comment=record.note or None
-            )
-        changes: dict[str, str] = {f"wl:{w}": marker for w in result.success}
-        changes.update({f"denied:{w}": marker for w in result.denied})
+            answer = kind.set(self.client, todo, action.status_id, record.note or None)
+        changes: dict[str, str] = {kind.done + w: marker for w in answer.success}
+        changes.update({kind.denied + w: marker for w in answer.denied})
         self._mark(key, changes)
-        if result.success:
-            outcome.operations.append(f"{action} on {', '.join(result.success)}")
-        if result.failed:
-            raise TransientError(
-                f"{TARGET}: {action} failed for worklog(s) {', '.join(result.failed)} "
+        if answer.success:
+            result.operations.append(f"{what} on {', '.join(answer.success)}")
+        if answer.failed:
+            result.failed = (
+                f"{TARGET}: {what} failed for worklog(s) {', '.join(answer.failed)} "
                 f"(approval {record.request_id}, {record.state}); retrying those only"
             )
         # The denied among these worklogs (not others of the request, dead-lettered before).
-        earlier = (w for w in worklog_ids if record.denied.get(w) == marker)
-        denied = sorted({*result.denied, *earlier}, key=str)
+        before = record.denied(kind)
+        earlier = (w for w in worklog_ids if before.get(w) == marker)
+        denied = sorted({*answer.denied, *earlier}, key=str)
         if denied:
-            raise PermanentError(
-                f"{TARGET}: Organi denied {action} for worklog(s) {', '.join(denied)} (approval "
+            result.denied = (
+                f"{TARGET}: Organi denied {what} for worklog(s) {', '.join(denied)} (approval "
                 f"{record.request_id}, {record.state}); the others are set. Replay with --force "
                 "to send the denied ones again"
             )
-        return outcome
+        return result
 
     def _mark(self, key: str, changes: Mapping[str, str]) -> None:
         if not changes:
@@ -325,6 +416,17 @@ class Approvals:
         pipe.hset(key, mapping=mapping)
         pipe.expire(key, self.ttl)
         pipe.execute()
+
+
+@dataclass
+class _KindResult:
+    """What one status kind did: the reason and operations, and the failed and denied
+    messages (empty when none)."""
+
+    reason: str
+    operations: list[str] = field(default_factory=list)
+    failed: str = ""
+    denied: str = ""
 
 
 def _day(instant: datetime) -> date:

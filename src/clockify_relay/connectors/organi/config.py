@@ -31,6 +31,11 @@ header are configurable (defaults follow the document's tags; README "Organi"). 
     withdrawn_submission = 1                   # Organi has no "not submitted": a fresh status
                                                # ("none" leaves the worklogs as they are)
 
+    [targets.organi.confirmation_statuses]     # approval state → confirmation status (customer
+    approved = 7                               # approval); OFF without this table. Same forms:
+    withdrawn_approval = "undo 7"              # 6 7 8 9 10 12, "undo 6|7|8|9|12", "none";
+                                               # a state not listed changes nothing
+
     [targets.organi.users."<clockify user id>"]
     author = "…"                               # or the short form "<id>" = "…"
 
@@ -81,9 +86,13 @@ APPROVAL_STATE_KEYS: Mapping[str, str] = {
     "withdrawn_approval": "WITHDRAWN_APPROVAL",
     "withdrawn_submission": "WITHDRAWN_SUBMISSION",
 }
-# The document's statusId enums of "Update worklog status" and "Undo worklog status".
-_SET_IDS = frozenset({1, 2, 3, 4, 5, 11})
-_UNDO_IDS = frozenset({4, 11})
+# The document's statusId enums of "Update … status" and "Undo … status", per status kind
+# (worklog status, confirmation status): the allowed set ids and undo ids (api.py has the
+# same sets and refuses others before sending; it imports this module, so they are repeated).
+_IDS: Mapping[str, tuple[frozenset[int], frozenset[int]]] = {
+    "statuses": (frozenset({1, 2, 3, 4, 5, 11}), frozenset({4, 11})),
+    "confirmation_statuses": (frozenset({6, 7, 8, 9, 10, 12}), frozenset({6, 7, 8, 9, 12})),
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ KNOWN_KEYS = KnownKeys.of(
     projects=KnownKeys.of(rows=_TYPE_ROW),
     tasks=KnownKeys.of(rows=_TYPE_ROW),
     statuses=KnownKeys.of(*APPROVAL_STATE_KEYS),
+    confirmation_statuses=KnownKeys.of(*APPROVAL_STATE_KEYS),
 )
 
 
@@ -156,6 +166,8 @@ class OrganiConfig:
     statuses: Mapping[str, StatusAction | None] = field(
         default_factory=lambda: dict(DEFAULT_STATUSES)
     )
+    # Empty (the default, no table): confirmation statuses are not driven.
+    confirmation_statuses: Mapping[str, StatusAction | None] = field(default_factory=dict)
 
     def auth_value(self) -> str:
         """The value of the auth header (contains the token: never log it)."""
@@ -236,31 +248,46 @@ def _paths(section: Mapping[str, Any]) -> dict[str, str]:
     return paths
 
 
-def _status_action(value: object, where: str) -> StatusAction | None:
+def _ids(ids: frozenset[int]) -> str:
+    return " ".join(str(i) for i in sorted(ids))
+
+
+def _status_action(value: object, where: str, name: str) -> StatusAction | None:
+    set_ids, undo_ids = _IDS[name]
     if isinstance(value, int) and not isinstance(value, bool):
-        if value not in _SET_IDS:
-            raise ConfigurationError(f"{where}: status {value} is not one of 1 2 3 4 5 11")
+        if value not in set_ids:
+            raise ConfigurationError(f"{where}: status {value} is not one of {_ids(set_ids)}")
         return StatusAction(value)
     if isinstance(value, str):
         words = value.split()
         if words == ["none"]:
             return None
         if len(words) == 2 and words[0] == "undo" and words[1].isdigit():
-            if int(words[1]) not in _UNDO_IDS:
-                raise ConfigurationError(f"{where}: Organi only undoes status 4 or 11")
+            if int(words[1]) not in undo_ids:
+                *others, last = sorted(undo_ids)
+                listed = f"{', '.join(map(str, others))} or {last}"
+                raise ConfigurationError(f"{where}: Organi only undoes status {listed}")
             return StatusAction(int(words[1]), undo=True)
-    raise ConfigurationError(f'{where} must be a status id, "undo 4", "undo 11" or "none"')
+    undos = ", ".join(f'"undo {i}"' for i in sorted(undo_ids))
+    raise ConfigurationError(f'{where} must be a status id, {undos} or "none"')
 
 
-def _statuses(section: Mapping[str, Any]) -> dict[str, StatusAction | None]:
-    statuses = dict(DEFAULT_STATUSES)
-    for key, value in table(section, "statuses", SECTION).items():
-        where = f"[{SECTION}.statuses] {key}"
+def _statuses(section: Mapping[str, Any], name: str) -> dict[str, StatusAction | None]:
+    """``statuses`` (over the defaults) or ``confirmation_statuses`` (off when absent; a state
+    not listed in a present table changes nothing)."""
+    if name == "statuses":
+        statuses = dict(DEFAULT_STATUSES)
+    elif name not in section:
+        return {}
+    else:
+        statuses = dict.fromkeys(APPROVAL_STATE_KEYS.values())
+    for key, value in table(section, name, SECTION).items():
+        where = f"[{SECTION}.{name}] {key}"
         if key not in APPROVAL_STATE_KEYS:
             raise ConfigurationError(
                 f"{where}: unknown state; known: {', '.join(APPROVAL_STATE_KEYS)}"
             )
-        statuses[APPROVAL_STATE_KEYS[key]] = _status_action(value, where)
+        statuses[APPROVAL_STATE_KEYS[key]] = _status_action(value, where, name)
     return statuses
 
 
@@ -308,5 +335,6 @@ def parse_config(section: Mapping[str, Any]) -> OrganiConfig:
         users=_users(section),
         projects=_type_rows(section, "projects"),
         tasks=_type_rows(section, "tasks"),
-        statuses=_statuses(section),
+        statuses=_statuses(section, "statuses"),
+        confirmation_statuses=_statuses(section, "confirmation_statuses"),
     )

@@ -283,3 +283,209 @@ def test_default_table() -> None:
         "WITHDRAWN_APPROVAL": "undo 4",
         "WITHDRAWN_SUBMISSION": "status 1",
     }
+
+
+# -- confirmation statuses ([targets.organi.confirmation_statuses]) ---------------------------
+
+CONFIRMATION = {"pending": 6, "approved": 7, "withdrawn_approval": "undo 7"}
+
+
+@pytest.fixture
+def confirming(settings: Settings, clean_sandbox: SandboxServer) -> Iterator[Runtime]:
+    runtime = organi_runtime(settings, clean_sandbox, confirmation_statuses=CONFIRMATION)
+    yield runtime
+    runtime.connector("organi").close()
+    runtime.redis.close()
+
+
+def operations(sandbox: SandboxServer) -> list[tuple[str, int]]:
+    return [(c["operation"], c["statusId"]) for c in status_updates(sandbox)]
+
+
+def confirmation_history(sandbox: SandboxServer, worklog_id: str) -> list[int]:
+    response = httpx.get(
+        f"{sandbox.base_urls['organi']}/status/confirmation/{worklog_id}",
+        headers={"Authorization": f"Bearer {sandbox.config.organi_token}"},
+    )
+    response.raise_for_status()
+    return [row["statusType"]["statusTypeId"] for row in response.json()]
+
+
+def test_confirmation_statuses_follow_submitted_approved_withdrawn(
+    confirming: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    ids = week(confirming)
+    other = book_outside_week(confirming)
+
+    deliver(confirming, approval("PENDING", "2026-03-16T07:45:00Z"))
+    outcome = deliver(confirming, approval("APPROVED", "2026-03-16T10:02:11Z", "Looks good"))
+    assert (
+        outcome.reason == "approval APPROVED → status 4; approval APPROVED → confirmation status 7"
+    )
+    assert [confirmation_history(clean_sandbox, w) for w in ids] == [[6, 7]] * len(ids)
+    assert confirmation_history(clean_sandbox, other) == []
+    deliver(confirming, approval("WITHDRAWN_APPROVAL", "2026-03-17T08:00:00Z"))
+
+    calls = status_updates(clean_sandbox)
+    assert operations(clean_sandbox) == [
+        ("worklog", 1),
+        ("confirmation", 6),
+        ("worklog", 4),
+        ("confirmation", 7),
+        ("worklogUndo", 4),
+        ("confirmationUndo", 7),
+    ]
+    assert all(sorted(c["worklogIds"]) == sorted(int(i) for i in ids) for c in calls)
+    assert [c["comment"] for c in calls[:4]] == [None, None, "Looks good", "Looks good"]
+    # The undo reverted "approved by the customer": back to "to approve" (6).
+    assert [confirmation_history(clean_sandbox, w) for w in ids] == [[6]] * len(ids)
+    # Ordered by updatedAt with the worklog statuses: older or repeated states send nothing.
+    assert deliver(confirming, approval("APPROVED", "2026-03-16T10:02:11Z")).action == "skipped"
+    again = deliver(confirming, approval("WITHDRAWN_APPROVAL", "2026-03-17T08:00:00Z"))
+    assert again.action == "skipped"
+    assert len(status_updates(clean_sandbox)) == 6
+
+
+def test_no_confirmation_table_no_confirmation_call(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    assert rt.connector("organi").config.confirmation_statuses == {}  # type: ignore[attr-defined]
+    ids = [book(rt, day) for day in DAYS[:4]]
+    for state, at in [
+        ("PENDING", "2026-03-16T07:45:00Z"),
+        ("APPROVED", "2026-03-16T10:00:00Z"),
+        ("WITHDRAWN_APPROVAL", "2026-03-17T08:00:00Z"),
+        ("REJECTED", "2026-03-17T09:00:00Z"),
+    ]:
+        deliver(rt, approval(state, at))
+    ids.append(book(rt, DAYS[4]))  # a late worklog: its worklog status alone
+    assert [op for op, _ in operations(clean_sandbox)] == [
+        "worklog",
+        "worklog",
+        "worklogUndo",
+        "worklog",
+        "worklog",
+    ]
+    assert all(confirmation_history(clean_sandbox, w) == [] for w in ids)
+
+
+def test_confirmation_undo_only_where_its_history_shows_the_status_current(
+    confirming: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    ids = week(confirming)
+    deliver(confirming, approval("APPROVED", "2026-03-16T10:00:00Z"))
+    # The customer moved one worklog on in Organi: its confirmation status is no longer 7.
+    httpx.put(
+        f"{clean_sandbox.base_urls['organi']}/status/confirmation",
+        json={"worklogIds": [int(ids[0])], "statusId": 8},
+        headers={"Authorization": f"Bearer {clean_sandbox.config.organi_token}"},
+    ).raise_for_status()
+    outcome = deliver(confirming, approval("WITHDRAWN_APPROVAL", "2026-03-17T08:00:00Z"))
+    undo = status_updates(clean_sandbox)[-1]
+    assert undo["operation"] == "confirmationUndo"
+    assert sorted(undo["worklogIds"]) == sorted(int(i) for i in ids[1:])
+    assert confirmation_history(clean_sandbox, ids[0]) == [7, 8]
+    assert any("confirmation status 7 is not current" in op for op in outcome.operations)
+
+
+def only_confirmation(settings: Settings, sandbox: SandboxServer) -> Runtime:
+    """Approved drives the confirmation status alone: the fake's per-id outcomes hit only it."""
+    return organi_runtime(
+        settings,
+        sandbox,
+        statuses={"approved": "none"},
+        confirmation_statuses={"approved": 7},
+    )
+
+
+def test_confirmation_denied_id_is_dead_lettered_and_the_others_not_repeated(
+    settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    runtime = only_confirmation(settings, clean_sandbox)
+    try:
+        ids = week(runtime)
+        behave(clean_sandbox, {ids[2]: "denied"})
+        event = approval("APPROVED", "2026-03-16T10:00:00Z")
+        deliver_and_commit(runtime, uuid.uuid4().hex, "organi", event, 1, False)
+        [letter] = runtime.dlq.list(target="organi")
+        assert "denied confirmation status 7" in letter.error and ids[2] in letter.error
+        [call] = status_updates(clean_sandbox)
+        assert (call["operation"], len(call["worklogIds"])) == ("confirmation", 5)
+        assert deliver(runtime, event).action == "skipped"
+        assert len(status_updates(clean_sandbox)) == 1
+
+        behave(clean_sandbox, {})
+        assert run_delivery(runtime, "organi", event, 2, force=True).action == "applied"
+        last = status_updates(clean_sandbox)[-1]
+        assert (last["operation"], last["worklogIds"]) == ("confirmation", [int(ids[2])])
+        assert [confirmation_history(clean_sandbox, w) for w in ids] == [[7]] * len(ids)
+    finally:
+        runtime.connector("organi").close()
+        runtime.redis.close()
+
+
+def test_confirmation_failed_ids_alone_are_retried(
+    settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    runtime = only_confirmation(settings, clean_sandbox)
+    try:
+        ids = week(runtime)
+        behave(clean_sandbox, {ids[0]: "failed"})
+        event = approval("APPROVED", "2026-03-16T10:00:00Z")
+        with pytest.raises(TransientError) as info:
+            deliver(runtime, event)
+        assert "confirmation status 7 failed" in str(info.value) and ids[0] in str(info.value)
+        behave(clean_sandbox, {})
+        assert deliver(runtime, event).action == "applied"
+        first, retry = status_updates(clean_sandbox)
+        assert len(first["worklogIds"]) == 5
+        assert (retry["operation"], retry["worklogIds"]) == ("confirmation", [int(ids[0])])
+    finally:
+        runtime.connector("organi").close()
+        runtime.redis.close()
+
+
+def test_worklog_booked_after_its_approval_gets_the_confirmation_status(
+    confirming: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    for day in DAYS[:4]:
+        book(confirming, day)
+    deliver(confirming, approval("APPROVED", "2026-03-16T10:00:00Z", "fine"))
+    assert len(status_updates(clean_sandbox)) == 2
+
+    late = book(confirming, DAYS[4])
+    assert confirmation_history(clean_sandbox, late) == [7]
+    calls = status_updates(clean_sandbox)[-2:]
+    assert [(c["operation"], c["worklogIds"], c["statusId"], c["comment"]) for c in calls] == [
+        ("worklog", [int(late)], 4, "fine"),
+        ("confirmation", [int(late)], 7, "fine"),
+    ]
+    updated = entry(DAYS[4]) | {"description": "changed"}
+    confirming.engine("organi").deliver(envelope("TIME_ENTRY_UPDATED", updated, 2))
+    assert len(status_updates(clean_sandbox)) == 4
+
+
+@pytest.mark.parametrize(
+    ("table_", "message"),
+    [
+        ({"approved": 4}, "approved: status 4 is not one of 6 7 8 9 10 12"),
+        ({"withdrawn_approval": "undo 10"}, "only undoes status 6, 7, 8, 9 or 12"),
+        ({"rejected": "later"}, 'rejected must be a status id, "undo 6"'),
+        ({"accepted": 7}, "accepted: unknown state"),
+    ],
+)
+def test_bad_confirmation_table_names_the_key(table_: dict[str, Any], message: str) -> None:
+    section = {"token": "t", "base_url": "https://o.example", "confirmation_statuses": table_}
+    with pytest.raises(ConfigurationError) as info:
+        parse_config(section)
+    assert "[targets.organi.confirmation_statuses]" in str(info.value)
+    assert message in str(info.value)
+
+
+def test_confirmation_table_is_off_by_default_and_lists_only_what_is_set() -> None:
+    base = {"token": "t", "base_url": "https://organi.example"}
+    assert parse_config(base).confirmation_statuses == {}
+    config = parse_config({**base, "confirmation_statuses": {"approved": 7, "rejected": "none"}})
+    assert {state: str(a) for state, a in config.confirmation_statuses.items() if a} == {
+        "APPROVED": "status 7"
+    }
