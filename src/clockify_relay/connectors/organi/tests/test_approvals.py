@@ -489,3 +489,26 @@ def test_confirmation_table_is_off_by_default_and_lists_only_what_is_set() -> No
     assert {state: str(a) for state, a in config.confirmation_statuses.items() if a} == {
         "APPROVED": "status 7"
     }
+
+
+def test_late_worklog_whose_confirmation_failed_gets_it_on_the_retry(
+    settings: Settings, clean_sandbox: SandboxServer
+) -> None:
+    # Its worklog status is done (approved: "none"); its confirmation status alone is pending.
+    runtime = only_confirmation(settings, clean_sandbox)
+    try:
+        early = [book(runtime, day) for day in DAYS[:4]]
+        deliver(runtime, approval("APPROVED", "2026-03-16T10:00:00Z"))
+        late = str(int(early[-1]) + 1)  # the fake numbers worklogs in order
+        behave(clean_sandbox, {late: "failed"})
+        event = envelope("NEW_TIME_ENTRY", entry(DAYS[4]), 1)
+        with pytest.raises(TransientError):
+            runtime.engine("organi", "NEW_TIME_ENTRY").deliver(event)
+        behave(clean_sandbox, {})
+        runtime.engine("organi", "NEW_TIME_ENTRY").deliver(event)
+        last = status_updates(clean_sandbox)[-1]
+        assert (last["operation"], last["worklogIds"]) == ("confirmation", [int(late)])
+        assert confirmation_history(clean_sandbox, late) == [7]
+    finally:
+        runtime.connector("organi").close()
+        runtime.redis.close()
