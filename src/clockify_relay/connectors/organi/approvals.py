@@ -18,10 +18,9 @@ Rules, per approval request (``Keys.approval``), under a per-request lock:
 * Per worklog the state already set is kept (``wl:<id>`` = its ``updatedAt``): ids Organi
   answered ``success`` for are never sent again for that state (per status kind: ``wl:`` and
   ``denied:`` for the worklog status, ``cwl:`` and ``cdenied:`` for the confirmation status).
-  ``failed`` ids are retried
-  alone (a TransientError, the usual retry machinery); ``denied`` ids are recorded and, once no
-  failed id is left, dead-lettered with the reason (a PermanentError naming them). A replay with
-  ``--force`` sends the denied ids again.
+  ``failed`` ids are retried alone (a TransientError, the usual retry machinery); ``denied`` ids
+  are recorded and, once no failed id is left, dead-lettered with the reason (a PermanentError
+  naming them). A replay with ``--force`` sends the denied ids again.
 * An undo ("undo 4") is not idempotent: it is sent only for worklogs whose status history shows
   the status to undo as the current one; the others count as done.
 * ``dateRange`` names the owner's calendar days (Clockify writes them ``00:00:00Z`` …
@@ -129,10 +128,6 @@ class ApprovalRecord:
 
     def _marks(self, prefix: str) -> dict[str, str]:
         return {k[len(prefix) :]: v for k, v in self.fields.items() if k.startswith(prefix)}
-
-    def done(self, kind: StatusKind) -> dict[str, str]:
-        """Worklog id → the ``updated_at`` of the state this kind's status was set for."""
-        return self._marks(kind.done)
 
     def denied(self, kind: StatusKind) -> dict[str, str]:
         """Worklog id → the ``updated_at`` of the state Organi denied this kind's status for."""
