@@ -44,7 +44,7 @@ def _filter_options(func: Callable[P, R]) -> Callable[P, R]:
     """--target/--event-type/--since/--until, shared by list, replay --all and purge --all."""
     for option in reversed(
         [
-            click.option("--target", help="only this target (everit, blikk, tracket, …)"),
+            click.option("--target", help="only this target (a target name, or route)"),
             click.option("--event-type", help="only this Clockify event type"),
             click.option(
                 "--since",

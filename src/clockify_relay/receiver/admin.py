@@ -327,7 +327,7 @@ _FILTER_PARAMS = [
         "name": "target",
         "in": "query",
         "schema": {"type": "string"},
-        "description": "only dead letters of this target (everit, blikk, tracket, …)",
+        "description": "only dead letters of this target (a target name, or route)",
     },
     {
         "name": "event_type",
