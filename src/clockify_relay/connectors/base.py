@@ -15,12 +15,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import redis
 
 from clockify_relay.clockify.models import TimeEntry
-from clockify_relay.errors import ConfigurationError
+from clockify_relay.errors import ConfigurationError, PermanentError
 from clockify_relay.settings import Settings
 
 RECONCILE_MARGIN = 15.0
@@ -111,3 +111,54 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most connectors have nothing to do
         """Release connections."""
+
+
+class WorklogClient(Protocol):
+    """The calls a one-worklog-per-entry target's HTTP client offers (Tracket, Organi)."""
+
+    def create_worklog(self, payload: Mapping[str, Any]) -> str:
+        """Create it; the new worklog's id."""
+        ...
+
+    def update_worklog(self, worklog_id: str, payload: Mapping[str, Any]) -> bool:
+        """Update it; False when the target no longer has it."""
+        ...
+
+    def delete_worklog(self, worklog_id: str) -> bool:
+        """Delete it (False when it was confirmed missing already: that counts as deleted)."""
+        ...
+
+
+class OneWorklogConnector(Connector):
+    """A target that books each entry as one worklog at its local start (docs/ARCHITECTURE.md
+    §6) through a :class:`WorklogClient`: the connector only supplies the payload."""
+
+    client: WorklogClient
+
+    @abstractmethod
+    def worklog(self, entry: TimeEntry) -> Mapping[str, Any]:
+        """The worklog payload of an entry (the target's pure mapping)."""
+
+    def bookings(self, entry: TimeEntry) -> list[Booking]:
+        """One worklog at the entry's local start; none for a zero-length entry."""
+        if entry.seconds <= 0:
+            return []
+        return [Booking(key="", payload=self.worklog(entry))]
+
+    def create(self, entry: TimeEntry, booking: Booking) -> str:
+        """Create the worklog; return the target's id for it."""
+        return self.client.create_worklog(booking.payload)
+
+    def update(self, entry: TimeEntry, remote_id: str, booking: Booking) -> str:
+        """Update the worklog; re-create it (new id) if the target no longer has it."""
+        if not remote_id:
+            raise PermanentError(f"{self.name}: empty remote id in the ID map")
+        if self.client.update_worklog(remote_id, booking.payload):
+            return remote_id
+        return self.client.create_worklog(booking.payload)
+
+    def delete(self, entry: TimeEntry, remote_id: str) -> None:
+        """Delete the worklog; one confirmed missing counts as deleted."""
+        if not remote_id:
+            raise PermanentError(f"{self.name}: empty remote id in the ID map")
+        self.client.delete_worklog(remote_id)

@@ -16,22 +16,22 @@ from typing import Any
 import redis
 
 from clockify_relay.clockify.models import TimeEntry
-from clockify_relay.connectors.base import Booking, Connector
+from clockify_relay.connectors.base import OneWorklogConnector
 from clockify_relay.connectors.organi.api import OrganiClient
 from clockify_relay.connectors.organi.approvals import Approvals
 from clockify_relay.connectors.organi.config import parse_config
 from clockify_relay.connectors.organi.mapping import worklog
-from clockify_relay.errors import PermanentError
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
 from clockify_relay.timeutil import owner_zone
 
 
-class OrganiConnector(Connector):
+class OrganiConnector(OneWorklogConnector):
     """Books each Clockify entry as one Organi worklog."""
 
     name = "organi"
     searchable = False
+    client: OrganiClient
 
     def __init__(
         self, settings: Settings, section: Mapping[str, Any], redis_client: redis.Redis
@@ -48,30 +48,9 @@ class OrganiConnector(Connector):
             settings.state_ttl,
         )
 
-    def bookings(self, entry: TimeEntry) -> list[Booking]:
-        """One worklog at the entry's local start; none for a zero-length entry."""
-        if entry.seconds <= 0:
-            return []
-        payload = worklog(entry, owner_zone(entry, self.settings), self.config)
-        return [Booking(key="", payload=payload)]
-
-    def create(self, entry: TimeEntry, booking: Booking) -> str:
-        """POST the worklog; return Organi's ``worklogId``."""
-        return self.client.create_worklog(booking.payload)
-
-    def update(self, entry: TimeEntry, remote_id: str, booking: Booking) -> str:
-        """PUT the worklog; re-create it (new id) if Organi answers 404."""
-        if not remote_id:
-            raise PermanentError("organi: empty remote id in the ID map")
-        if self.client.update_worklog(remote_id, booking.payload):
-            return remote_id
-        return self.client.create_worklog(booking.payload)
-
-    def delete(self, entry: TimeEntry, remote_id: str) -> None:
-        """DELETE the worklog; a 404 counts as deleted once the worklog is confirmed missing."""
-        if not remote_id:
-            raise PermanentError("organi: empty remote id in the ID map")
-        self.client.delete_worklog(remote_id)
+    def worklog(self, entry: TimeEntry) -> Mapping[str, Any]:
+        """The worklog payload at the entry's local start (mapping.py)."""
+        return worklog(entry, owner_zone(entry, self.settings), self.config)
 
     def booked(
         self, owner: str, day: date, remote_ids: Mapping[str, str], renew: Callable[[], None]

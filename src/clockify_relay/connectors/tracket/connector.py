@@ -9,11 +9,10 @@ from typing import Any
 import redis
 
 from clockify_relay.clockify.models import TimeEntry
-from clockify_relay.connectors.base import Booking, Connector
+from clockify_relay.connectors.base import OneWorklogConnector
 from clockify_relay.connectors.tracket.api import TracketClient, worklog_path
 from clockify_relay.connectors.tracket.config import parse_config
 from clockify_relay.connectors.tracket.mapping import worklog
-from clockify_relay.errors import PermanentError
 from clockify_relay.settings import Settings
 from clockify_relay.timeutil import owner_zone
 
@@ -21,11 +20,12 @@ from clockify_relay.timeutil import owner_zone
 PROBE_ID = "clockify-relay-probe"
 
 
-class TracketConnector(Connector):
+class TracketConnector(OneWorklogConnector):
     """Books each Clockify entry as one Tracket worklog on its item."""
 
     name = "tracket"
     searchable = False
+    client: TracketClient
 
     def __init__(
         self, settings: Settings, section: Mapping[str, Any], redis_client: redis.Redis
@@ -35,30 +35,9 @@ class TracketConnector(Connector):
         self.request_timeout = self.config.timeout
         self.client = TracketClient(self.config)
 
-    def bookings(self, entry: TimeEntry) -> list[Booking]:
-        """One worklog at the entry's local start; none for a zero-length entry."""
-        if entry.seconds <= 0:
-            return []
-        payload = worklog(entry, owner_zone(entry, self.settings), self.config)
-        return [Booking(key="", payload=payload)]
-
-    def create(self, entry: TimeEntry, booking: Booking) -> str:
-        """POST the worklog; return Tracket's ``worklogId``."""
-        return self.client.create_worklog(booking.payload)
-
-    def update(self, entry: TimeEntry, remote_id: str, booking: Booking) -> str:
-        """PUT the worklog; re-create it (new id) if Tracket answers 404."""
-        if not remote_id:
-            raise PermanentError("tracket: empty remote id in the ID map")
-        if self.client.update_worklog(remote_id, booking.payload):
-            return remote_id
-        return self.client.create_worklog(booking.payload)
-
-    def delete(self, entry: TimeEntry, remote_id: str) -> None:
-        """DELETE the worklog; a 404 counts as deleted once the worklog is confirmed missing."""
-        if not remote_id:
-            raise PermanentError("tracket: empty remote id in the ID map")
-        self.client.delete_worklog(remote_id)
+    def worklog(self, entry: TimeEntry) -> Mapping[str, Any]:
+        """The worklog payload at the entry's local start (mapping.py)."""
+        return worklog(entry, owner_zone(entry, self.settings), self.config)
 
     def probe(self) -> str:
         """Ask for a worklog that cannot exist: a 404 (or 200) proves the token works, once the
