@@ -55,7 +55,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clockify_relay.connectors.config_values import table, whole_number
+from clockify_relay.connectors.config_values import (
+    string_setting,
+    table,
+    text_rows,
+    text_value,
+    whole_number,
+)
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import KnownKeys, Secret
 
@@ -175,16 +181,6 @@ class OrganiConfig:
         return f"{self.auth_scheme} {token}" if self.auth_scheme else token
 
 
-def _text(value: object, where: str) -> str:
-    # Organi's author and Jira keys are strings; a TOML integer is accepted for convenience.
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ConfigurationError(f"{where} must be a string, got {value!r}")
-    text = str(value).strip()
-    if not text:
-        raise ConfigurationError(f"{where} must not be empty")
-    return text
-
-
 def _type_row(row: Mapping[str, Any], where: str) -> TypeRow:
     def number(key: str) -> int | None:
         value = row.get(key)
@@ -192,7 +188,7 @@ def _type_row(row: Mapping[str, Any], where: str) -> TypeRow:
 
     issue = row.get("jira_issue")
     return TypeRow(
-        jira_issue=None if issue is None else _text(issue, f"{where} jira_issue"),
+        jira_issue=None if issue is None else text_value(issue, f"{where} jira_issue"),
         worklog_type=number("worklog_type"),
         performance_type=number("performance_type"),
     )
@@ -213,24 +209,6 @@ def _type_rows(section: Mapping[str, Any], name: str) -> dict[str, TypeRow]:
             )
         rows[str(key)] = parsed
     return rows
-
-
-def _users(section: Mapping[str, Any]) -> dict[str, str]:
-    users: dict[str, str] = {}
-    for key, row in table(section, "users", SECTION).items():
-        where = f'[{SECTION}.users."{key}"] author'
-        value = row.get("author") if isinstance(row, Mapping) else row
-        if value is None:
-            raise ConfigurationError(f"{where} is missing")
-        users[str(key)] = _text(value, where)
-    return users
-
-
-def _string(section: Mapping[str, Any], key: str, default: str) -> str:
-    value = section.get(key, default)
-    if not isinstance(value, str):
-        raise ConfigurationError(f"[{SECTION}] {key} must be a string")
-    return value.strip()
 
 
 def _paths(section: Mapping[str, Any]) -> dict[str, str]:
@@ -304,12 +282,12 @@ def parse_config(section: Mapping[str, Any]) -> OrganiConfig:
         raise ConfigurationError(
             f"organi: base_url (ORGANI_BASE_URL or [{SECTION}] base_url) must be an http(s) URL"
         )
-    auth_header = _string(section, "auth_header", "Authorization")
+    auth_header = string_setting(section, "auth_header", "Authorization", SECTION)
     if not auth_header or any(c in auth_header for c in " :\r\n"):
         raise ConfigurationError(f"[{SECTION}] auth_header must be a plain header name")
     raw_cache_id = section.get("cache_id")
-    cache_id = None if raw_cache_id is None else _text(raw_cache_id, f"[{SECTION}] cache_id")
-    jira_issue_field = _string(section, "jira_issue_field", "key")
+    cache_id = None if raw_cache_id is None else text_value(raw_cache_id, f"[{SECTION}] cache_id")
+    jira_issue_field = string_setting(section, "jira_issue_field", "key", SECTION)
     if not jira_issue_field:
         raise ConfigurationError(f"[{SECTION}] jira_issue_field must not be empty")
     try:
@@ -325,14 +303,14 @@ def parse_config(section: Mapping[str, Any]) -> OrganiConfig:
         token=raw_token,
         base_url=base_url.rstrip("/"),
         auth_header=auth_header,
-        auth_scheme=_string(section, "auth_scheme", "Bearer"),
+        auth_scheme=string_setting(section, "auth_scheme", "Bearer", SECTION),
         cache_id=cache_id,
         jira_issue_field=jira_issue_field,
         timeout=timeout,
         paths=_paths(section),
-        default_author=None if author is None else _text(author, f"{where} author"),
+        default_author=None if author is None else text_value(author, f"{where} author"),
         defaults=_type_row(defaults, where),
-        users=_users(section),
+        users=text_rows(section, "users", "author", SECTION),
         projects=_type_rows(section, "projects"),
         tasks=_type_rows(section, "tasks"),
         statuses=_statuses(section, "statuses"),

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clockify_relay.connectors.config_values import table
+from clockify_relay.connectors.config_values import string_setting, table, text_rows, text_value
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import KnownKeys, Secret
 
@@ -92,19 +92,9 @@ class TracketConfig:
         return f"{self.auth_scheme} {token}" if self.auth_scheme else token
 
 
-def _id(value: object, where: str) -> str:
-    # Tracket ids are strings; a TOML integer is accepted for convenience, a boolean is a mistake.
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ConfigurationError(f"{where} must be a string id, got {value!r}")
-    text = str(value).strip()
-    if not text:
-        raise ConfigurationError(f"{where} must not be empty")
-    return text
-
-
 def _optional_id(row: Mapping[str, Any], key: str, where: str) -> str | None:
     value = row.get(key)
-    return None if value is None else _id(value, f"{where} {key}")
+    return None if value is None else text_value(value, f"{where} {key}")
 
 
 def _item_rows(section: Mapping[str, Any], name: str) -> dict[str, ItemRow]:
@@ -113,7 +103,7 @@ def _item_rows(section: Mapping[str, Any], name: str) -> dict[str, ItemRow]:
         where = f'[{SECTION}.{name}."{key}"]'
         if not isinstance(row, Mapping):
             # Shorthand: "<clockify id>" = "<item id>".
-            rows[str(key)] = ItemRow(item_id=_id(row, where))
+            rows[str(key)] = ItemRow(item_id=text_value(row, where))
             continue
         parsed = ItemRow(
             item_id=_optional_id(row, "item_id", where),
@@ -123,24 +113,6 @@ def _item_rows(section: Mapping[str, Any], name: str) -> dict[str, ItemRow]:
             raise ConfigurationError(f"{where} needs item_id and/or worklog_category")
         rows[str(key)] = parsed
     return rows
-
-
-def _users(section: Mapping[str, Any]) -> dict[str, str]:
-    users: dict[str, str] = {}
-    for key, row in table(section, "users", SECTION).items():
-        where = f'[{SECTION}.users."{key}"] user_id'
-        value = row.get("user_id") if isinstance(row, Mapping) else row
-        if value is None:
-            raise ConfigurationError(f"{where} is missing")
-        users[str(key)] = _id(value, where)
-    return users
-
-
-def _text(section: Mapping[str, Any], key: str, default: str) -> str:
-    value = section.get(key, default)
-    if not isinstance(value, str):
-        raise ConfigurationError(f"[{SECTION}] {key} must be a string")
-    return value.strip()
 
 
 def parse_config(section: Mapping[str, Any]) -> TracketConfig:
@@ -157,7 +129,7 @@ def parse_config(section: Mapping[str, Any]) -> TracketConfig:
         raise ConfigurationError(
             f"tracket: base_url (TRACKET_BASE_URL or [{SECTION}] base_url) must be an http(s) URL"
         )
-    auth_header = _text(section, "auth_header", "Authorization")
+    auth_header = string_setting(section, "auth_header", "Authorization", SECTION)
     if not auth_header or any(c in auth_header for c in " :\r\n"):
         raise ConfigurationError(f"[{SECTION}] auth_header must be a plain header name")
     try:
@@ -172,12 +144,12 @@ def parse_config(section: Mapping[str, Any]) -> TracketConfig:
         token=raw_token,
         base_url=base_url.rstrip("/"),
         auth_header=auth_header,
-        auth_scheme=_text(section, "auth_scheme", "Bearer"),
+        auth_scheme=string_setting(section, "auth_scheme", "Bearer", SECTION),
         timeout=timeout,
         default_item_id=_optional_id(defaults, "item_id", where),
         default_user_id=_optional_id(defaults, "user_id", where),
         default_category=_optional_id(defaults, "worklog_category", where),
-        users=_users(section),
+        users=text_rows(section, "users", "user_id", SECTION),
         projects=_item_rows(section, "projects"),
         tasks=_item_rows(section, "tasks"),
     )
