@@ -26,6 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -527,3 +528,28 @@ async def _send_fault_response(send: Send, status: int, body: Any, retry_after: 
     start: Message = {"type": "http.response.start", "status": status, "headers": headers}
     await send(start)
     await send({"type": "http.response.body", "body": payload})
+
+
+# Value helpers the fakes share when they check request bodies against their documents.
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number (a boolean is not one, though Python counts it as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def now_iso() -> str:
+    """Now in UTC, millisecond precision with "Z", as the documents' examples write it."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def aware_datetime(value: Any) -> datetime | None:
+    """An aware datetime from an ISO 8601 date-time string with offset, else None: an OpenAPI
+    date-time carries an offset, and a naive one hides a time-zone bug in the caller."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

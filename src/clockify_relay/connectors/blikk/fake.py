@@ -64,6 +64,7 @@ from clockify_relay.sandbox.core import (
     FakeTarget,
     InvalidJSON,
     SandboxConfig,
+    is_number,
     json_response,
     method_route,
     read_json,
@@ -241,10 +242,6 @@ def _message(text: str, status: int = 400) -> Response:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _parse_date(value: Any) -> date | None:
@@ -536,7 +533,7 @@ class BlikkFake(FakeTarget):
             errors["date"] = ["The value is not a valid date."]
         for key in ("hours", "invoiceableHours"):
             value = body.get(key)
-            if value is not None and (not _is_number(value) or value < 0 or value > 24):
+            if value is not None and (not is_number(value) or value < 0 or value > 24):
                 errors[key] = [f"The field {key} must be a number between 0 and 24."]
         for key in ("clockStart", "clockEnd"):
             value = body.get(key)

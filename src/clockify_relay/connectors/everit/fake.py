@@ -32,6 +32,7 @@ from clockify_relay.sandbox.core import (
     FakeTarget,
     InvalidJSON,
     SandboxConfig,
+    is_number,
     json_response,
     read_json,
 )
@@ -70,10 +71,6 @@ class EveritValidationError(Exception):
 
 def _field_error(error_type: str, *path: str) -> dict[str, Any]:
     return {"errorType": error_type, "paths": [list(path)]}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _valid_date(value: str) -> bool:
@@ -125,13 +122,13 @@ def validate_worklog(
     ):
         errors.append(_field_error("InvalidFormat", *prefix, "workStartTime"))
     if present("durationInSeconds"):
-        if not _is_number(data["durationInSeconds"]):
+        if not is_number(data["durationInSeconds"]):
             errors.append(_field_error("InvalidFormat", *prefix, "durationInSeconds"))
         elif data["durationInSeconds"] < 0:
             errors.append(_field_error("Invalid", *prefix, "durationInSeconds"))
     if present("isBillable") and not isinstance(data["isBillable"], bool):
         errors.append(_field_error("InvalidFormat", *prefix, "isBillable"))
-    if present("issueId") and not _is_number(data["issueId"]):
+    if present("issueId") and not is_number(data["issueId"]):
         errors.append(_field_error("InvalidFormat", *prefix, "issueId"))
     if present("description") and not isinstance(data["description"], str):
         errors.append(_field_error("InvalidFormat", *prefix, "description"))
@@ -143,7 +140,7 @@ def validate_worklog(
             errors.extend(
                 _field_error("InvalidFormat", *prefix, "worklogTagIds", str(i))
                 for i, tag in enumerate(tags)
-                if not _is_number(tag)
+                if not is_number(tag)
             )
     return errors
 
@@ -277,7 +274,7 @@ class EveritFake(FakeTarget):
             if key not in ("worklogId", "jiraWorklogId", "partialWorklog"):
                 errors.append(_field_error("Invalid", key))
         for key in ("worklogId", "jiraWorklogId"):
-            if data.get(key) is not None and not _is_number(data[key]):
+            if data.get(key) is not None and not is_number(data[key]):
                 errors.append(_field_error("InvalidFormat", key))
         if data.get("worklogId") is None and data.get("jiraWorklogId") is None:
             errors.append(_field_error("Required", "worklogId"))

@@ -31,7 +31,6 @@ reset; answers the whole behaviour):
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -42,8 +41,11 @@ from clockify_relay.sandbox.core import (
     FakeTarget,
     InvalidJSON,
     SandboxConfig,
+    aware_datetime,
+    is_number,
     json_response,
     method_route,
+    now_iso,
     read_json,
 )
 
@@ -100,25 +102,6 @@ class OrganiInputError(Exception):
     """Invalid request input; answered 400."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _datetime(value: Any) -> datetime | None:
-    """An aware datetime from an ISO 8601 date-time string with offset, else None."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def validate_worklog(data: Any, *, update: bool) -> None:
     """Raise :class:`OrganiInputError` unless ``data`` is a valid create (or update) body."""
     if not isinstance(data, dict):
@@ -128,18 +111,18 @@ def validate_worklog(data: Any, *, update: bool) -> None:
     if unknown:
         raise OrganiInputError(f"unknown fields: {', '.join(unknown)}")
     if update and not (
-        _is_number(data.get("worklogId")) and data["worklogId"] == int(data["worklogId"])
+        is_number(data.get("worklogId")) and data["worklogId"] == int(data["worklogId"])
     ):
         raise OrganiInputError("worklogId is required and must be a number")
     missing = [key for key in _REQUIRED if data.get(key) is None]
     if missing:
         raise OrganiInputError(f"missing required fields: {', '.join(missing)}")
-    bad = [key for key in ("worklogType", "performanceType") if not _is_number(data[key])]
+    bad = [key for key in ("worklogType", "performanceType") if not is_number(data[key])]
     if not isinstance(data["description"], str):
         bad.append("description")
     if not (isinstance(data["author"], str) and data["author"].strip()):
         bad.append("author")
-    start, end = _datetime(data["startDate"]), _datetime(data["endDate"])
+    start, end = aware_datetime(data["startDate"]), aware_datetime(data["endDate"])
     if start is None:
         bad.append("startDate")
     if end is None or (start is not None and end < start):
@@ -364,7 +347,7 @@ class OrganiFake(FakeTarget):
         if (
             not isinstance(ids, list)
             or not ids
-            or not all(_is_number(i) and i == int(i) for i in ids)
+            or not all(is_number(i) and i == int(i) for i in ids)
         ):
             raise OrganiInputError("worklogIds must be a non-empty array of numbers")
         allowed = {
@@ -374,14 +357,14 @@ class OrganiFake(FakeTarget):
             "confirmationUndo": CONFIRMATION_UNDO,
         }[operation]
         status = data.get("statusId")
-        if not _is_number(status) or status not in allowed:
+        if not is_number(status) or status not in allowed:
             raise OrganiInputError(
                 f"statusId must be one of {', '.join(str(s) for s in sorted(allowed))}"
             )
         for key in extra:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise OrganiInputError(f"{key} must be a string")
-        if data.get("invoiceDate") is not None and _datetime(data["invoiceDate"]) is None:
+        if data.get("invoiceDate") is not None and aware_datetime(data["invoiceDate"]) is None:
             raise OrganiInputError("invoiceDate must be an ISO 8601 date-time with offset")
 
     def _apply_status(self, operation: str, data: dict[str, Any]) -> dict[str, list[str]]:
@@ -419,7 +402,7 @@ class OrganiFake(FakeTarget):
         self._next_status += 1
         return {
             "statusId": str(row_id),
-            "statusDate": _now(),
+            "statusDate": now_iso(),
             "recipient": None,
             "author": "sandbox",
             "statusType": {

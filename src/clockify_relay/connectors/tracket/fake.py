@@ -30,8 +30,11 @@ from clockify_relay.sandbox.core import (
     FakeTarget,
     InvalidJSON,
     SandboxConfig,
+    aware_datetime,
+    is_number,
     json_response,
     method_route,
+    now_iso,
     read_json,
 )
 
@@ -56,27 +59,6 @@ class TracketInputError(Exception):
         return json_response({"error": str(self), "fields": self.fields}, status_code=400)
 
 
-def _now() -> str:
-    # Millisecond precision with "Z", as in the doc's examples.
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_datetime(value: Any) -> datetime | None:
-    """An aware datetime from an ISO 8601 date-time string with offset, else None."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # An OpenAPI date-time carries an offset; a naive one hides a time-zone bug in the caller.
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def validate_worklog(data: Any, *, partial: bool) -> None:
     """Raise :class:`TracketInputError` unless ``data`` is a valid create (or update) body."""
     if not isinstance(data, dict):
@@ -92,14 +74,14 @@ def validate_worklog(data: Any, *, partial: bool) -> None:
     for key in ("itemId", "userId"):
         if key in data and not (isinstance(data[key], str) and data[key]):
             bad.append(key)
-    if "worklogDate" in data and _parse_datetime(data["worklogDate"]) is None:
+    if "worklogDate" in data and aware_datetime(data["worklogDate"]) is None:
         bad.append("worklogDate")
     if "worklogMinutes" in data and not (
-        _is_number(data["worklogMinutes"]) and data["worklogMinutes"] >= 0
+        is_number(data["worklogMinutes"]) and data["worklogMinutes"] >= 0
     ):
         bad.append("worklogMinutes")
     billable = data.get("worklogBillableMinutes")
-    if billable is not None and not (_is_number(billable) and billable >= 0):
+    if billable is not None and not (is_number(billable) and billable >= 0):
         bad.append("worklogBillableMinutes")
     for key in _NULLABLE_STRINGS:
         if data.get(key) is not None and not isinstance(data[key], str):
@@ -173,7 +155,7 @@ class TracketFake(FakeTarget):
             return TracketInputError(f"limit must be 1..{MAX_PAGE_SIZE}", ["limit"]).response()
         start: datetime | None = None
         if (raw_start := params.get("startDate")) is not None:
-            start = _parse_datetime(raw_start)
+            start = aware_datetime(raw_start)
             if start is None:
                 try:
                     start = datetime.combine(
@@ -214,7 +196,7 @@ class TracketFake(FakeTarget):
             return TracketInputError(f"body must be JSON: {exc}").response()
         except TracketInputError as exc:
             return exc.response()
-        now = _now()
+        now = now_iso()
         record: dict[str, Any] = {
             "itemId": data["itemId"],
             "userId": data["userId"],
@@ -267,7 +249,7 @@ class TracketFake(FakeTarget):
             if record is None:  # deleted while the body was read
                 return _not_found()
             record.update(data)
-            record["updatedDate"] = _now()
+            record["updatedDate"] = now_iso()
             # The doc's PUT response has no approvalStatus.
             return json_response({k: v for k, v in record.items() if k != "approvalStatus"})
 
@@ -283,7 +265,7 @@ class TracketFake(FakeTarget):
 
 
 def _sort_key(worklog_date: str) -> datetime:
-    parsed = _parse_datetime(worklog_date)
+    parsed = aware_datetime(worklog_date)
     assert parsed is not None  # validated on write
     return parsed
 
