@@ -31,15 +31,20 @@ def main(ctx: click.Context, config: str | None) -> None:
     ctx.obj = Invocation(config)
 
 
-def serve_receiver(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def serve_receiver(
+    settings: Settings, host: str, port: int, workers: int = 1, admin_port: int | None = None
+) -> None:
     """Run the receiver on uvicorn (uvloop + httptools) in the foreground.
 
     The HTTP protocol is httptools with deadlines for reading a request and a cap on its head
-    (see :mod:`clockify_relay.receiver.connection`: uvicorn has neither).
+    (see :mod:`clockify_relay.receiver.connection`: uvicorn has neither). With ``admin_port``
+    the admin API is served there (by a thread of this process) instead of beside the webhook.
     """
+    import threading
+
     import uvicorn
 
-    from clockify_relay.receiver.app import create_app
+    from clockify_relay.asgi import admin_app, create_app
     from clockify_relay.receiver.connection import KEEP_ALIVE_TIMEOUT
 
     options: dict[str, Any] = {
@@ -53,23 +58,42 @@ def serve_receiver(settings: Settings, host: str, port: int, workers: int = 1) -
         "access_log": False,
         "proxy_headers": True,
     }
-    if workers == 1:
-        uvicorn.run(create_app(settings), **options)
-        return
-    # Several processes each import the app factory, which reads the same environment; the
-    # config path given on the command line reaches them the same way.
-    if settings.config_path is not None:
-        os.environ["RELAY_CONFIG"] = str(settings.config_path)
-    uvicorn.run("clockify_relay.receiver.app:create_app", factory=True, workers=workers, **options)
+    admin_server = None
+    if admin_port is not None:
+        # uvicorn installs signal handlers only in the main thread: the receiver there takes
+        # SIGTERM, and the admin server is told to stop when it is done.
+        admin_options = {**options, "port": admin_port, "http": "h11", "loop": "asyncio"}
+        admin_server = uvicorn.Server(uvicorn.Config(admin_app(settings), **admin_options))
+        threading.Thread(target=admin_server.run, name="admin-api", daemon=True).start()
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(settings, admin=admin_port is None), **options)
+            return
+        # Several processes each import the app factory, which reads the same environment; the
+        # config path given on the command line reaches them the same way.
+        if settings.config_path is not None:
+            os.environ["RELAY_CONFIG"] = str(settings.config_path)
+        factory = "create_app" if admin_port is None else "create_receiver_app"
+        uvicorn.run(f"clockify_relay.asgi:{factory}", factory=True, workers=workers, **options)
+    finally:
+        if admin_server is not None:
+            admin_server.should_exit = True
 
 
 @main.command()
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
-def serve(host: str, port: int, workers: int) -> None:
-    """Run the webhook receiver."""
-    serve_receiver(invocation().settings, host, port, workers)
+@click.option(
+    "--admin-port",
+    type=int,
+    default=None,
+    help="Serve the admin API on this port instead of beside the webhook (keep it off the "
+    "public ingress).",
+)
+def serve(host: str, port: int, workers: int, admin_port: int | None) -> None:
+    """Run the webhook receiver (and the admin API)."""
+    serve_receiver(invocation().settings, host, port, workers, admin_port)
 
 
 def worker_argv(concurrency: int, log_level: str) -> list[str]:
@@ -255,8 +279,8 @@ def run_cli() -> None:
 
 def _register_subcommands() -> None:
     """Command groups that live beside the modules they drive."""
+    from clockify_relay.admin.cli import admin_token, check, dlq, events
     from clockify_relay.bench.cli import bench
-    from clockify_relay.cli_ops import admin_token, check, dlq, events
 
     for command in (check, dlq, events, admin_token, bench):
         main.add_command(command)

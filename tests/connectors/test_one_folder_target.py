@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clockify_relay import ops
+from clockify_relay.admin import checks
 from clockify_relay.connectors import registry
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.sandbox import relay_config
@@ -62,7 +62,7 @@ def test_a_registered_target_is_configured_served_and_delivered_to(
         )
         assert records(sandbox) == []
 
-        report = ops.check(rt, probe=True)
+        report = checks.check(rt, probe=True)
         toy = report.targets[-1]
         assert (toy.target, toy.ok, toy.probed) == ("toy", True, True)
         assert toy.message == f"token accepted at {sandbox.base_urls['toy']}"
@@ -70,25 +70,31 @@ def test_a_registered_target_is_configured_served_and_delivered_to(
         rt.redis.close()
 
 
-def test_the_receiver_and_settings_import_no_connector() -> None:
-    # The registry names each target's parts; reading settings imports none of them.
+def test_the_receiver_imports_no_connector_no_celery_and_no_admin_code() -> None:
+    # The registry names each target's parts; reading settings imports none of them, and the
+    # internet-facing receiver app never loads a connector, Celery or the operator package.
     code = (
         "import sys, tempfile, pathlib\n"
-        "from clockify_relay.receiver.app import create_app\n"
+        "from clockify_relay.receiver.app import receiver_app\n"
+        "from clockify_relay.asgi import receiver_settings\n"
         "from clockify_relay.settings import load_settings\n"
         "path = pathlib.Path(tempfile.mkdtemp()) / 'relay.toml'\n"
         "path.write_text('[targets.everit]\\n[targets.tracket]\\n[targets.blikk]\\n')\n"
         "settings = load_settings({'EVERIT_API_KEY': 'k'}, path)\n"
         "assert sorted(settings.targets) == ['blikk', 'everit', 'tracket']\n"
-        "parts = ('api', 'connector', 'fake')\n"
+        "receiver_app(receiver_settings(settings))\n"
+        "assert not receiver_settings(settings).targets\n"
+        "parts = ('api', 'connector', 'fake', 'mapping')\n"
         "loaded = [m for m in sys.modules if m.startswith('clockify_relay.connectors.')\n"
         "          and m.rpartition('.')[2] in parts]\n"
-        "print(loaded, 'httpx' in sys.modules)\n"
+        "loaded += [m for m in sys.modules if m.partition('.')[0] in ('celery', 'kombu', 'httpx')\n"
+        "           or m.startswith(('clockify_relay.admin', 'clockify_relay.pipeline.runtime'))]\n"
+        "print(loaded)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert result.stdout.strip() == "[] False", result.stderr
+    assert result.stdout.strip() == "[]", result.stderr
 
 
 def test_its_section_is_validated_by_the_keys_its_config_declares(

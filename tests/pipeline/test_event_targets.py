@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from clockify_relay import ops
+from clockify_relay.admin import checks
 from clockify_relay.connectors import registry
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline import delivery
@@ -109,7 +109,7 @@ def test_failures_retry_dead_letter_and_replay_like_any_target(rt: Runtime) -> N
 
 
 def test_check_and_timing_include_event_targets(rt: Runtime) -> None:
-    report = ops.check(rt, probe=True)
+    report = checks.check(rt, probe=True)
     echo = report.targets[-1]
     assert (echo.target, echo.ok, echo.message) == ("echo", True, "echo answers")
     rt.check_timing()

@@ -10,8 +10,8 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from clockify_relay.asgi import create_app
 from clockify_relay.pipeline.messages import QUEUE
-from clockify_relay.receiver.app import create_app
 from clockify_relay.settings import Settings, parse_tokens
 
 TOKEN = "test-token-for-any-event"

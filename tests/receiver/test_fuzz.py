@@ -16,6 +16,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from clockify_relay.asgi import create_app
 from clockify_relay.clockify.models import (
     APPROVAL_EVENTS,
     TIME_ENTRY_EVENTS,
@@ -26,7 +27,6 @@ from clockify_relay.connectors.base import Connector
 from clockify_relay.connectors.registry import connector_class
 from clockify_relay.errors import RelayError
 from clockify_relay.pipeline.messages import encode
-from clockify_relay.receiver.app import create_app
 from clockify_relay.sandbox.relay_config import sandbox_targets
 from clockify_relay.settings import Secret, Settings, parse_tokens
 from tests.fixture_loader import fixture_json

@@ -23,9 +23,9 @@ import redis
 import uvicorn
 from starlette.types import ASGIApp
 
-from clockify_relay import ops
+from clockify_relay.admin import tokens
+from clockify_relay.asgi import create_app
 from clockify_relay.pipeline.messages import QUEUE
-from clockify_relay.receiver.app import create_app
 from clockify_relay.receiver.connection import (
     HEAD_TIMEOUT,
     MAX_HEAD_BYTES,
@@ -204,7 +204,7 @@ def test_the_served_receiver_answers_431_to_a_request_head_over_the_limit(
         ),
         (
             "/admin/dlq/replay",
-            f"Authorization: Bearer {ops.mint_admin_token(ADMIN_SECRET, 'tester', 300)}\r\n",
+            f"Authorization: Bearer {tokens.mint_admin_token(ADMIN_SECRET, 'tester', 300)}\r\n",
         ),
     ],
 )

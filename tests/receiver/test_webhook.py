@@ -6,7 +6,7 @@ import orjson
 import redis
 from starlette.testclient import TestClient
 
-from clockify_relay.receiver.app import create_app
+from clockify_relay.asgi import create_app
 from clockify_relay.settings import Settings
 from tests.receiver.conftest import ENTRY_TOKEN, TOKEN, queued_envelopes
 

@@ -40,7 +40,7 @@ from clockify_relay.bench.loadgen import SAMPLE_BODY, SAMPLE_EVENT_TYPE
 from clockify_relay.embedded_redis import EmbeddedRedis, free_port
 from clockify_relay.pipeline.messages import QUEUE
 
-RECEIVER_APP = "clockify_relay.receiver.app:create_app"
+RECEIVER_APP = "clockify_relay.asgi:create_app"
 BASELINE_APP = "clockify_relay.bench.baseline:create_app"
 WEBHOOK_PATH = "/webhooks/clockify"
 UVICORN_SETTINGS = (

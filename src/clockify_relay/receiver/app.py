@@ -41,11 +41,16 @@ from clockify_relay.clockify.models import (
     parse_time_entry,
 )
 from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
-from clockify_relay.receiver.admin import admin_routes
-from clockify_relay.receiver.http import BodyTooLarge, error, json_response, read_body
+from clockify_relay.receiver.http import (
+    BodyTooLarge,
+    error,
+    http_error,
+    json_response,
+    read_body,
+)
 from clockify_relay.receiver.ingest import Ingestor
 from clockify_relay.redis_conn import Keys, async_client
-from clockify_relay.settings import Settings, load_settings
+from clockify_relay.settings import Settings
 
 log = logging.getLogger("clockify_relay.receiver")
 RETRY_AFTER_SECONDS = "5"
@@ -205,18 +210,11 @@ class CollapseLeadingSlashes:
         await self.app(scope, receive, send)
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 answers, as JSON with an ``error`` message."""
-    assert isinstance(exc, HTTPException)
-    return error(exc.status_code, exc.detail, dict(exc.headers or {}))
-
-
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the receiver ASGI app (settings read from the environment when not given)."""
-    settings = settings or load_settings()
+def receiver_app(settings: Settings, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The receiver ASGI app: webhook, health and metrics routes, plus ``extra_routes`` (the
+    admin API, mounted by :func:`clockify_relay.asgi.create_app`)."""
     client = async_client(settings)
     receiver = Receiver(settings, client)
-    routes = receiver.routes() + admin_routes(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -226,7 +224,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await client.aclose()
 
     return Starlette(
-        routes=routes,
+        routes=receiver.routes() + (extra_routes or []),
         exception_handlers={HTTPException: http_error},
         middleware=[Middleware(CollapseLeadingSlashes)],
         lifespan=lifespan,

@@ -72,3 +72,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         )
         raise ClientGone from None
     return b"".join(chunks)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, as JSON with an ``error`` message."""
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail, dict(exc.headers or {}))

@@ -18,8 +18,8 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from clockify_relay import ops
-from clockify_relay.cli_ops import admin_token, dlq, events
+from clockify_relay.admin import service, tokens
+from clockify_relay.admin.cli import admin_token, dlq, events
 from clockify_relay.pipeline import runtime as runtime_module
 from clockify_relay.pipeline import tasks, trace
 from clockify_relay.pipeline.runtime import Runtime, reset_runtime
@@ -110,22 +110,22 @@ def new_entry_id() -> str:
 
 def test_parse_when_forms() -> None:
     now = 1_800_000_000.0
-    assert ops.parse_when("2h", now) == now - 7200
-    assert ops.parse_when("3d", now) == now - 3 * 86400
-    assert ops.parse_when("90s", now) == now - 90
-    assert ops.parse_when("1W", now) == now - 7 * 86400
-    assert ops.parse_when("2026-03-10") == 1773100800.0
-    assert ops.parse_when("2026-03-10T09:00:00Z") == 1773133200.0
-    assert ops.parse_when("2026-03-10T09:00") == 1773133200.0  # naive means UTC
-    assert ops.parse_when("2026-03-10T10:00:00+01:00") == 1773133200.0
+    assert service.parse_when("2h", now) == now - 7200
+    assert service.parse_when("3d", now) == now - 3 * 86400
+    assert service.parse_when("90s", now) == now - 90
+    assert service.parse_when("1W", now) == now - 7 * 86400
+    assert service.parse_when("2026-03-10") == 1773100800.0
+    assert service.parse_when("2026-03-10T09:00:00Z") == 1773133200.0
+    assert service.parse_when("2026-03-10T09:00") == 1773133200.0  # naive means UTC
+    assert service.parse_when("2026-03-10T10:00:00+01:00") == 1773133200.0
     for bad in ("", "yesterday", "2h ago", "-3d", "2026-13-01", "12"):
-        with pytest.raises(ops.OpsError):
-            ops.parse_when(bad)
+        with pytest.raises(service.OpsError):
+            service.parse_when(bad)
 
 
 def test_filter_refuses_since_after_until() -> None:
-    with pytest.raises(ops.OpsError, match="later than"):
-        ops.LetterFilter.parse(since="2026-03-10", until="2026-03-01")
+    with pytest.raises(service.OpsError, match="later than"):
+        service.LetterFilter.parse(since="2026-03-10", until="2026-03-01")
 
 
 # --- dlq list / show -----------------------------------------------------------------------
@@ -399,10 +399,10 @@ def test_admin_token_mints_a_verifiable_hs256_token(cli: Env) -> None:
     token = result.stdout.strip()
     assert secret not in result.output
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
-    claims = ops.verify_admin_token(secret, token)
+    claims = tokens.verify_admin_token(secret, token)
     assert claims["sub"] == "alice"
     assert claims["exp"] - claims["iat"] == 120
     assert abs(claims["iat"] - time.time()) < 5
-    with pytest.raises(ops.TokenError):
-        ops.verify_admin_token("another-secret-of-enough-length!!", token)
+    with pytest.raises(tokens.TokenError):
+        tokens.verify_admin_token("another-secret-of-enough-length!!", token)
     assert cli.run(admin_token, "--ttl", "0").exit_code == 2

@@ -20,14 +20,22 @@ from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from clockify_relay import ops
+from clockify_relay.admin import service, tokens
 from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.receiver.http import BodyTooLarge, error, json_response, read_body
+from clockify_relay.receiver.http import (
+    BodyTooLarge,
+    error,
+    http_error,
+    json_response,
+    read_body,
+)
 from clockify_relay.settings import Settings
 
 log = logging.getLogger("clockify_relay.admin")
@@ -49,9 +57,9 @@ def guarded(handler: Handler) -> Handler:
             return denied
         try:
             return await handler(self, request)
-        except ops.OpsError as exc:
+        except service.OpsError as exc:
             return error(400, str(exc))
-        except ops.NotFound as exc:
+        except service.NotFound as exc:
             return error(404, str(exc))
         except BodyTooLarge:
             return error(413, f"body is larger than {self.settings.max_body_bytes} bytes")
@@ -78,17 +86,17 @@ def _flag(value: Any, name: str) -> bool:
         return True
     if isinstance(value, str) and value.lower() in {"false", "0", "no", ""}:
         return False
-    raise ops.OpsError(f"{name} must be true or false")
+    raise service.OpsError(f"{name} must be true or false")
 
 
 def _text(value: Any, name: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise ops.OpsError(f"{name} must be a string")
+    raise service.OpsError(f"{name} must be a string")
 
 
-def _filter_from(source: Mapping[str, Any]) -> ops.LetterFilter:
-    return ops.LetterFilter.parse(
+def _filter_from(source: Mapping[str, Any]) -> service.LetterFilter:
+    return service.LetterFilter.parse(
         _text(source.get("target"), "target"),
         _text(source.get("event_type"), "event_type"),
         _text(source.get("since"), "since"),
@@ -96,22 +104,22 @@ def _filter_from(source: Mapping[str, Any]) -> ops.LetterFilter:
     )
 
 
-def _selection(body: Mapping[str, Any]) -> tuple[list[str] | None, ops.LetterFilter | None]:
+def _selection(body: Mapping[str, Any]) -> tuple[list[str] | None, service.LetterFilter | None]:
     """``{"ids": [...]}`` or ``{"all": true, <filters>}`` — never an implicit "everything"."""
     ids = body.get("ids")
     every = _flag(body.get("all"), "all")
     if ids is not None:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-            raise ops.OpsError("ids must be a non-empty list of dead letter ids")
+            raise service.OpsError("ids must be a non-empty list of dead letter ids")
         if len(ids) > MAX_IDS:
-            raise ops.OpsError(f"at most {MAX_IDS} ids per request")
+            raise service.OpsError(f"at most {MAX_IDS} ids per request")
         if every:
-            raise ops.OpsError("give either ids or all, not both")
+            raise service.OpsError("give either ids or all, not both")
         if any(body.get(k) is not None for k in ("target", "event_type", "since", "until")):
-            raise ops.OpsError("filters go with all: true, not with ids")
+            raise service.OpsError("filters go with all: true, not with ids")
         return ids, None
     if not every:
-        raise ops.OpsError('give "ids": [...] or "all": true (with optional filters)')
+        raise service.OpsError('give "ids": [...] or "all": true (with optional filters)')
     return None, _filter_from(body)
 
 
@@ -152,8 +160,8 @@ class AdminApi:
         if scheme.lower() != "bearer" or not token.strip():
             return error(401, "Authorization must be 'Bearer <token>'", UNAUTHORIZED_HEADERS)
         try:
-            claims = ops.verify_admin_token(secret.reveal(), token.strip())
-        except ops.TokenError as exc:
+            claims = tokens.verify_admin_token(secret.reveal(), token.strip())
+        except tokens.TokenError as exc:
             log.info("admin %s %s refused: %s", request.method, request.url.path, exc)
             return error(401, str(exc), UNAUTHORIZED_HEADERS)
         # Audit trail: who did what (the subject is a name, never the token).
@@ -165,41 +173,42 @@ class AdminApi:
         try:
             body = orjson.loads(raw) if raw.strip() else None
         except orjson.JSONDecodeError:
-            raise ops.OpsError("body is not valid JSON") from None
+            raise service.OpsError("body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise ops.OpsError("body must be a JSON object")
+            raise service.OpsError("body must be a JSON object")
         return body
 
     def _replay(
-        self, ids: list[str] | None, flt: ops.LetterFilter | None, force: bool, dry_run: bool
-    ) -> list[ops.ReplayResult]:
+        self, ids: list[str] | None, flt: service.LetterFilter | None, force: bool, dry_run: bool
+    ) -> list[service.ReplayResult]:
         rt = self.runtime()
         with self._replay_lock:
-            letters, missing = ops.select_letters(rt, ids, flt, force=force)
-            results = ops.replay_many(rt, letters, force=force, dry_run=dry_run)
-        return results + ops.missing_results(missing)
+            letters, missing = service.select_letters(rt, ids, flt, force=force)
+            results = service.replay_many(rt, letters, force=force, dry_run=dry_run)
+        return results + service.missing_results(missing)
 
-    def _replay_one(self, letter_id: str, force: bool) -> ops.ReplayResult:
+    def _replay_one(self, letter_id: str, force: bool) -> service.ReplayResult:
         rt = self.runtime()
         with self._replay_lock:
-            return ops.replay_one(rt, letter_id, force=force)
+            return service.replay_one(rt, letter_id, force=force)
 
     @guarded
     async def list_letters(self, request: Request) -> Response:
         """GET /admin/dlq?target=&event_type=&since=&until="""
         flt = _filter_from(request.query_params)
-        letters = await run_in_threadpool(ops.list_letters, self.runtime(), flt)
+        letters = await run_in_threadpool(service.list_letters, self.runtime(), flt)
         return json_response(
-            200, {"count": len(letters), "dead_letters": [ops.letter_summary(x) for x in letters]}
+            200,
+            {"count": len(letters), "dead_letters": [service.letter_summary(x) for x in letters]},
         )
 
     @guarded
     async def show_letter(self, request: Request) -> Response:
         """GET /admin/dlq/{id}"""
         letter = await run_in_threadpool(
-            ops.get_letter, self.runtime(), request.path_params["letter_id"]
+            service.get_letter, self.runtime(), request.path_params["letter_id"]
         )
-        return json_response(200, ops.letter_detail(letter))
+        return json_response(200, service.letter_detail(letter))
 
     @guarded
     async def replay_letter(self, request: Request) -> Response:
@@ -231,9 +240,9 @@ class AdminApi:
     async def delete_letter(self, request: Request) -> Response:
         """DELETE /admin/dlq/{id}"""
         letter_id = request.path_params["letter_id"]
-        removed = await run_in_threadpool(ops.purge, self.runtime(), [letter_id])
+        removed = await run_in_threadpool(service.purge, self.runtime(), [letter_id])
         if not removed:
-            raise ops.NotFound("dead letter", letter_id)
+            raise service.NotFound("dead letter", letter_id)
         return json_response(200, {"removed": removed, "id": letter_id})
 
     @guarded
@@ -244,8 +253,8 @@ class AdminApi:
 
         def work() -> dict[str, Any]:
             rt = self.runtime()
-            letters, missing = ops.select_letters(rt, ids, flt)
-            removed = ops.purge(rt, [letter.id for letter in letters])
+            letters, missing = service.select_letters(rt, ids, flt)
+            removed = service.purge(rt, [letter.id for letter in letters])
             return {"removed": removed, "missing": missing}
 
         return json_response(200, await run_in_threadpool(work))
@@ -254,7 +263,7 @@ class AdminApi:
     async def show_event(self, request: Request) -> Response:
         """GET /admin/events/{event_id}"""
         view = await run_in_threadpool(
-            ops.event_view, self.runtime(), request.path_params["event_id"]
+            service.event_view, self.runtime(), request.path_params["event_id"]
         )
         return json_response(200, view.to_json())
 
@@ -299,6 +308,18 @@ def _route(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> R
 def admin_routes(settings: Settings) -> list[BaseRoute]:
     """The admin API routes for ``create_app`` (mounted under /admin)."""
     return AdminApi(settings).routes()
+
+
+def admin_only_app(settings: Settings) -> Starlette:
+    """The admin API on its own (``serve --admin-port``), with a /healthz for its probes."""
+
+    async def healthz(request: Request) -> Response:
+        return json_response(200, {"status": "ok"})
+
+    return Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), *admin_routes(settings)],
+        exception_handlers={HTTPException: http_error},
+    )
 
 
 # --- OpenAPI -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Operator commands: ``check`` (configuration, Redis, targets), ``dlq`` (dead letters),
 ``events`` (traces) and ``admin-token``.
 
-Thin on purpose: arguments are parsed here, the work is done in :mod:`clockify_relay.ops` (the
+Thin on purpose: arguments are parsed here, the work is done in :mod:`.service` (the
 admin HTTP API calls the same functions). Human output uses rich; ``-o json`` prints plain JSON
 on stdout. Exit codes: 0 done, 1 unknown id / failed replay / Redis unreachable, 2 bad usage.
 """
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from clockify_relay import ops
+from clockify_relay.admin import checks, service, tokens
 from clockify_relay.cli_context import invocation
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline.dlq import DeadLetter
@@ -94,10 +94,10 @@ def _handles_redis(func: Callable[P, R]) -> Callable[P, R]:
 
 def _letter_filter(
     target: str | None, event_type: str | None, since: str | None, until: str | None
-) -> ops.LetterFilter:
+) -> service.LetterFilter:
     try:
-        return ops.LetterFilter.parse(target, event_type, since, until)
-    except ops.OpsError as exc:
+        return service.LetterFilter.parse(target, event_type, since, until)
+    except service.OpsError as exc:
         raise click.UsageError(str(exc)) from None
 
 
@@ -121,7 +121,7 @@ def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> T
             column, justify="right" if column == "attempts" else "left", overflow="fold"
         )
     for letter in letters:
-        row = ops.letter_summary(letter)
+        row = service.letter_summary(letter)
         # Text(), not str: error messages may contain [brackets] that rich would read as markup.
         table.add_row(
             *(
@@ -132,7 +132,7 @@ def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> T
                     row["event_type"],
                     row["entry_id"],
                     row["error_kind"],
-                    ops.shorten(row["error"], 60),
+                    service.shorten(row["error"], 60),
                     row["attempts"],
                     row["last_failure"],
                 )
@@ -170,7 +170,7 @@ def check(probe: bool, lookups: bool, output: str) -> None:
             for problem in problems:
                 click.echo(f"  {problem}")
         raise SystemExit(2) from None
-    report = ops.check(rt, probe=probe, lookups=lookups)
+    report = checks.check(rt, probe=probe, lookups=lookups)
     if output == "json":
         _echo_json(report.to_json())
     else:
@@ -179,7 +179,7 @@ def check(probe: bool, lookups: bool, output: str) -> None:
         raise SystemExit(1)
 
 
-def _print_check(report: ops.CheckReport) -> None:
+def _print_check(report: checks.CheckReport) -> None:
     # Plain lines (click.echo: rich would wrap long URLs); rich only for the look-up tables.
     if report.redis_error is None:
         click.echo(f"redis: ok ({report.redis_at})")
@@ -247,9 +247,9 @@ def dlq_list(
 ) -> None:
     """List dead letters, oldest last failure first."""
     flt = _letter_filter(target, event_type, since, until)
-    letters = ops.list_letters(invocation().runtime, flt)
+    letters = service.list_letters(invocation().runtime, flt)
     if output == "json":
-        _echo_json([ops.letter_summary(letter) for letter in letters])
+        _echo_json([service.letter_summary(letter) for letter in letters])
         return
     console = _console()
     if not letters:
@@ -265,11 +265,11 @@ def dlq_list(
 def dlq_show(letter_id: str, output: str) -> None:
     """Show one dead letter whole: error, history of failures and the event envelope."""
     try:
-        letter = ops.get_letter(invocation().runtime, letter_id)
-    except ops.NotFound as exc:
+        letter = service.get_letter(invocation().runtime, letter_id)
+    except service.NotFound as exc:
         _fail(str(exc))
         return
-    detail = ops.letter_detail(letter)
+    detail = service.letter_detail(letter)
     if output == "json":
         _echo_json(detail)
         return
@@ -320,7 +320,7 @@ def dlq_show(letter_id: str, output: str) -> None:
     console.print_json(data=letter.envelope)
 
 
-def _summary_table(results: Sequence[ops.ReplayResult], dry_run: bool) -> Table:
+def _summary_table(results: Sequence[service.ReplayResult], dry_run: bool) -> Table:
     table = Table(title="dry run: would replay" if dry_run else "replay summary")
     for column in ("id", "target", "event type", "result", "detail"):
         table.add_column(column, overflow="fold")
@@ -379,15 +379,15 @@ def dlq_replay(
     flt = _letter_filter(target, event_type, since, until) if all_ else None
     rt = invocation().runtime
     try:
-        letters, missing = ops.select_letters(rt, list(ids), flt, force=force)
-    except ops.OpsError as exc:
+        letters, missing = service.select_letters(rt, list(ids), flt, force=force)
+    except service.OpsError as exc:
         raise click.UsageError(str(exc)) from None
     if len(ids) == 1 and missing and not dry_run:
         _fail(f"no dead letter with id {ids[0]!r}")
     results = _run_replays(
         rt, letters, force=force, dry_run=dry_run, bulk=all_ or len(ids) > 1, quiet=output == "json"
     )
-    results += ops.missing_results(missing)
+    results += service.missing_results(missing)
     failed = [r for r in results if not r.ok]
     if output == "json":
         _echo_json(
@@ -415,10 +415,10 @@ def dlq_replay(
 
 def _run_replays(
     rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run: bool, bulk: bool, quiet: bool
-) -> list[ops.ReplayResult]:
+) -> list[service.ReplayResult]:
     """Replay with a progress bar on stderr for bulk runs (stdout stays clean for -o json)."""
     if dry_run or not bulk or not letters:
-        return ops.replay_many(rt, letters, force=force, dry_run=dry_run)
+        return service.replay_many(rt, letters, force=force, dry_run=dry_run)
     progress = Progress(
         TextColumn("replaying"),
         BarColumn(),
@@ -431,10 +431,10 @@ def _run_replays(
     with progress:
         task = progress.add_task("replay", total=len(letters), last="")
 
-        def advance(result: ops.ReplayResult) -> None:
+        def advance(result: service.ReplayResult) -> None:
             progress.update(task, advance=1, last=f"{result.id} {'ok' if result.ok else 'failed'}")
 
-        return ops.replay_many(rt, letters, force=force, progress=advance)
+        return service.replay_many(rt, letters, force=force, progress=advance)
 
 
 @dlq.command("purge")
@@ -466,7 +466,7 @@ def dlq_purge(
     flt = _letter_filter(target, event_type, since, until) if all_ else None
     as_json = output == "json"
     rt = invocation().runtime
-    letters, missing = ops.select_letters(rt, list(ids), flt)
+    letters, missing = service.select_letters(rt, list(ids), flt)
     if all_ and not letters:
         if as_json:
             _echo_json({"removed": 0, "missing": []})
@@ -480,7 +480,7 @@ def dlq_purge(
             abort=True,
             err=as_json,
         )
-    removed = ops.purge(rt, [letter.id for letter in letters])
+    removed = service.purge(rt, [letter.id for letter in letters])
     if as_json:
         _echo_json({"removed": removed, "missing": missing})
     else:
@@ -504,8 +504,8 @@ def events() -> None:
 def events_show(event_id: str, output: str) -> None:
     """Show an event's envelope summary and its trace (kept for RELAY_TRACE_TTL)."""
     try:
-        view = ops.event_view(invocation().runtime, event_id)
-    except ops.NotFound:
+        view = service.event_view(invocation().runtime, event_id)
+    except service.NotFound:
         _fail(f"no event with id {event_id!r} (never received, or its trace expired)")
         return
     data = view.to_json()
@@ -560,7 +560,7 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
         str(record.get("outcome", "")),
         str(record.get("status", "")),
         reason,
-        ops.shorten(record.get("response"), 60),
+        service.shorten(record.get("response"), 60),
         ", ".join(f"{k or 'record'}={v}" for k, v in remote.items()),
     ]
 
@@ -573,7 +573,7 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
     "--ttl",
     default=3600,
     show_default=True,
-    type=click.IntRange(1, ops.MAX_TOKEN_TTL),
+    type=click.IntRange(1, tokens.MAX_TOKEN_TTL),
     help="seconds until the token expires",
 )
 @click.option(
@@ -588,4 +588,4 @@ def admin_token(ttl: int, subject: str) -> None:
     if not secret:
         _fail("RELAY_ADMIN_JWT_SECRET is not set: the admin API is disabled")
         return
-    click.echo(ops.mint_admin_token(secret.reveal(), subject, ttl))
+    click.echo(tokens.mint_admin_token(secret.reveal(), subject, ttl))

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from clockify_relay import ops
+from clockify_relay.admin import tokens
+from clockify_relay.admin.api import openapi_document
+from clockify_relay.asgi import create_app
 from clockify_relay.errors import RelayError
 from clockify_relay.pipeline import delivery, trace
 from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.receiver.admin import openapi_document
-from clockify_relay.receiver.app import create_app
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Secret, Settings
 from tests.pipeline.conftest import (  # noqa: F401  (fixtures are used by name)
@@ -386,15 +386,15 @@ def test_openapi_document(unmapped: Settings) -> None:
 
 
 def test_token_helpers_roundtrip() -> None:
-    minted = ops.mint_admin_token(SECRET, "ops", 60)
-    assert ops.verify_admin_token(SECRET, minted)["sub"] == "ops"
-    with pytest.raises(ops.TokenError):
-        ops.mint_admin_token("", "ops", 60)
-    with pytest.raises(ops.TokenError):
-        ops.mint_admin_token(SECRET, "ops", 0)
-    old = ops.mint_admin_token(SECRET, "ops", 60, now=time.time() - 3600)
-    with pytest.raises(ops.TokenError, match="expired"):
-        ops.verify_admin_token(SECRET, old)
+    minted = tokens.mint_admin_token(SECRET, "ops", 60)
+    assert tokens.verify_admin_token(SECRET, minted)["sub"] == "ops"
+    with pytest.raises(tokens.TokenError):
+        tokens.mint_admin_token("", "ops", 60)
+    with pytest.raises(tokens.TokenError):
+        tokens.mint_admin_token(SECRET, "ops", 0)
+    old = tokens.mint_admin_token(SECRET, "ops", 60, now=time.time() - 3600)
+    with pytest.raises(tokens.TokenError, match="expired"):
+        tokens.verify_admin_token(SECRET, old)
 
 
 def test_options_and_unserved_methods_answer_405_listing_every_method_of_the_path(
