@@ -279,10 +279,10 @@ def run_cli() -> None:
 
 def _register_subcommands() -> None:
     """Command groups that live beside the modules they drive."""
-    from clockify_relay.admin.cli import admin_token, check, dlq, events
+    from clockify_relay.admin.cli import admin_token, check, dlq, events, targets
     from clockify_relay.bench.cli import bench
 
-    for command in (check, dlq, events, admin_token, bench):
+    for command in (check, dlq, events, targets, admin_token, bench):
         main.add_command(command)
 
 

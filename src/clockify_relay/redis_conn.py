@@ -96,6 +96,33 @@ class Keys:
         received it), ``outbox:resends``, ``outbox:counter``, ``outbox:mark``."""
         return f"{self.prefix}outbox{':' + part if part else ''}"
 
+    @property
+    def paused(self) -> str:
+        """Hash: target → JSON of its pause (by an operator, or by the circuit breaker)."""
+        return f"{self.prefix}paused"
+
+    def held(self, target: str) -> str:
+        """Sorted set: outbox ids of a paused target's deliveries, in the order they were held."""
+        return f"{self.prefix}held:{target}"
+
+    @property
+    def held_counter(self) -> str:
+        """The order numbers of held deliveries (not the outbox's queue counter)."""
+        return f"{self.prefix}held:counter"
+
+    def failures(self, target: str) -> str:
+        """Consecutive transient failures of a target (the circuit breaker counts them)."""
+        return f"{self.prefix}failures:{target}"
+
+    def replay(self, letter_id: str) -> str:
+        """JSON: the state of the last replay of a dead letter (queued, delivered, failed…)."""
+        return f"{self.prefix}replay:{letter_id}"
+
+    @property
+    def events(self) -> str:
+        """Sorted set: event ids by the time they were routed (``events list``)."""
+        return f"{self.prefix}events"
+
     def routed(self, event_id: str) -> str:
         """Set once when an event has been fanned out, so a second route does nothing."""
         return f"{self.prefix}routed:{event_id}"

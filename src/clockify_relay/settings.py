@@ -109,6 +109,11 @@ class Settings:
     lost_after: float = 30.0
     max_resends: int = 5
 
+    # Circuit breaker (pipeline/control.py): a target is paused automatically after this many
+    # consecutive transient failures (0 = never), and probed again after the cooldown.
+    breaker_failures: int = 10
+    breaker_cooldown: float = 60.0
+
     # Admin API.
     admin_jwt_secret: Secret | None = None
 
@@ -201,6 +206,8 @@ NUMBER_ENV = {
     "RELAY_VISIBILITY_TIMEOUT": int,
     "RELAY_LOST_AFTER": float,
     "RELAY_MAX_RESENDS": int,
+    "RELAY_BREAKER_FAILURES": int,
+    "RELAY_BREAKER_COOLDOWN": float,
     "CLOCKIFY_API_RATE": float,
 }
 
@@ -555,6 +562,8 @@ def load_settings(
         log_level=env.get("RELAY_LOG_LEVEL") or "info",
         lost_after=_float(env, "RELAY_LOST_AFTER", 30.0),
         max_resends=_int(env, "RELAY_MAX_RESENDS", 5),
+        breaker_failures=_int(env, "RELAY_BREAKER_FAILURES", 10),
+        breaker_cooldown=_float(env, "RELAY_BREAKER_COOLDOWN", 60.0),
         retry=_retry_policy(doc.get("retry", {})),
         admin_jwt_secret=Secret(admin_secret) if admin_secret else None,
         clockify_api_key=Secret(api_key) if api_key else None,

@@ -24,6 +24,7 @@ from clockify_relay.pipeline import delivery, trace
 from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Secret, Settings
+from tests.inline_worker import run_queued
 from tests.pipeline.conftest import (  # noqa: F401  (fixtures are used by name)
     clean_sandbox,
     entry_payload,
@@ -90,6 +91,11 @@ ADMIN_CALLS = [
     ("DELETE", "/admin/dlq/abc", None),
     ("POST", "/admin/dlq/purge", {"all": True}),
     ("GET", "/admin/events/abc", None),
+    ("GET", "/admin/events", None),
+    ("GET", "/admin/replays/abc", None),
+    ("GET", "/admin/targets", None),
+    ("POST", "/admin/targets/everit/pause", None),
+    ("POST", "/admin/targets/everit/resume", None),
 ]
 
 
@@ -214,7 +220,7 @@ def test_list_and_show(api: TestClient, unmapped: Settings) -> None:
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
 
 
-def test_replay_one_fails_again_then_succeeds_after_fix(
+def test_replay_one_is_queued_202_polled_and_kept_until_a_worker_delivers_it(
     api: TestClient,
     unmapped: Settings,
     fixed: Settings,
@@ -222,23 +228,38 @@ def test_replay_one_fails_again_then_succeeds_after_fix(
 ) -> None:
     letter_id, event = make_dead_letter(unmapped)
 
-    again = api.post(f"/admin/dlq/{letter_id}/replay")
-    assert again.status_code == 200
-    assert again.json()["ok"] is False and "ConfigurationError" in again.json()["message"]
-    assert api.get(f"/admin/dlq/{letter_id}").json()["attempts"] == 2
+    queued = api.post(f"/admin/dlq/{letter_id}/replay")
+    assert queued.status_code == 202
+    [result] = queued.json()["results"]
+    assert (result["state"], result["poll"]) == ("queued", f"/admin/replays/{letter_id}")
+    assert api.get(result["poll"]).json()["state"] == "queued"
     assert api.post(f"/admin/dlq/{letter_id}/replay?force=maybe").status_code == 400
     assert api.post("/admin/dlq/nope/replay").status_code == 404
+    assert api.get("/admin/replays/nope").status_code == 404
 
-    # The config is fixed and the receiver restarted with it.
-    with TestClient(create_app(fixed), headers=auth(token())) as fixed_api:
-        done = fixed_api.post(f"/admin/dlq/{letter_id}/replay")
-        assert done.status_code == 200
-        assert done.json()["ok"] is True, done.json()
-        assert done.json()["event_id"] == event["event_id"]
-        assert fixed_api.get(f"/admin/dlq/{letter_id}").status_code == 404
-        assert len(worklogs(clean_sandbox)) == 1
-        assert fixed_api.post(f"/admin/dlq/{letter_id}/replay").status_code == 404
+    rt = Runtime(unmapped)  # a worker still without the mapping: fails again
+    assert run_queued(rt) == 1
+    state = api.get(result["poll"]).json()
+    assert (state["state"], state["in_dlq"]) == ("failed", True)
+    assert "ConfigurationError" not in state["error"] and state["error"]
+    letter = api.get(f"/admin/dlq/{letter_id}").json()
+    assert letter["attempts"] == 2 and len(letter["history"]) == 2
+
+    # The workers restarted with the fix; the API needs none of it.
+    assert api.post(f"/admin/dlq/{letter_id}/replay").status_code == 202
+    fixed_rt = Runtime(fixed)
+    assert run_queued(fixed_rt) == 1
+    assert api.get(result["poll"]).json() == {
+        **api.get(result["poll"]).json(),
+        "state": "delivered",
+        "in_dlq": False,
+    }
+    assert api.get(f"/admin/dlq/{letter_id}").status_code == 404
     assert len(worklogs(clean_sandbox)) == 1
+    assert api.post(f"/admin/dlq/{letter_id}/replay").status_code == 404
+    assert event["event_id"] == result["event_id"]
+    rt.redis.close()
+    fixed_rt.redis.close()
 
 
 def test_bulk_replay(
@@ -247,7 +268,8 @@ def test_bulk_replay(
     clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
     ids = [make_dead_letter(unmapped, id=f"{n:024d}")[0] for n in range(3)]
-    with TestClient(create_app(fixed), headers=auth(token())) as client:
+    rt = Runtime(fixed)
+    with TestClient(create_app(unmapped), headers=auth(token())) as client:
         for body in (
             {},
             {"ids": []},
@@ -264,22 +286,45 @@ def test_bulk_replay(
         for raw in (b"not json", b"[1, 2]", b""):
             assert client.post("/admin/dlq/replay", content=raw).status_code == 400
 
-        dry = client.post("/admin/dlq/replay", json={"all": True, "dry_run": True}).json()
-        assert [r["id"] for r in dry["results"]] == ids and dry["replayed"] == 0
+        dry = client.post("/admin/dlq/replay", json={"all": True, "dry_run": True})
+        assert dry.status_code == 200
+        assert [r["id"] for r in dry.json()["results"]] == ids and dry.json()["queued"] == 0
         assert client.get("/admin/dlq").json()["count"] == 3
-        assert worklogs(clean_sandbox) == []
+        assert run_queued(rt) == 0
 
-        report = client.post("/admin/dlq/replay", json={"ids": [ids[0], "missing"]}).json()
-        results = {r["id"]: r for r in report["results"]}
-        assert results[ids[0]]["ok"] is True
+        answer = client.post("/admin/dlq/replay", json={"ids": [ids[0], "missing"]})
+        assert answer.status_code == 202
+        results = {r["id"]: r for r in answer.json()["results"]}
+        assert results[ids[0]]["state"] == "queued"
         assert results["missing"]["ok"] is False and results["missing"]["found"] is False
-        assert report["replayed"] == 1 and report["failed"] == 1
+        assert answer.json()["queued"] == 1 and answer.json()["missing"] == 1
+        assert run_queued(rt) == 1
 
         rest = client.post("/admin/dlq/replay", json={"all": True, "target": "everit"}).json()
         assert [r["id"] for r in rest["results"]] == ids[1:]
-        assert rest["failed"] == 0
+        assert run_queued(rt) == 2
         assert client.get("/admin/dlq").json()["count"] == 0
     assert len(worklogs(clean_sandbox)) == 3
+    rt.redis.close()
+
+
+def test_targets_pause_list_resume_and_events_list(
+    api: TestClient,
+    unmapped: Settings,
+) -> None:
+    assert api.post("/admin/targets/nosuch/pause").status_code == 400
+    paused = api.post("/admin/targets/everit/pause", json={"reason": "upgrade"})
+    assert paused.status_code == 200 and paused.json()["by"] == "api:tester"
+    listed = {t["target"]: t for t in api.get("/admin/targets").json()["targets"]}
+    assert (listed["everit"]["state"], listed["everit"]["reason"]) == ("paused", "upgrade")
+    letter_id, _ = make_dead_letter(unmapped)
+    dry = api.post(f"/admin/dlq/{letter_id}/replay?dry_run=true").json()
+    assert "everit is paused (upgrade" in dry["results"][0]["message"]
+    resumed = api.post("/admin/targets/everit/resume").json()
+    assert resumed == {"target": "everit", "was_paused": True, "released": 0}
+    assert api.get("/admin/events?since=soon").status_code == 400
+    assert api.get("/admin/events?limit=x").status_code == 400
+    assert api.get("/admin/events?since=1h").json()["count"] >= 0
 
 
 def test_delete_and_purge(api: TestClient, unmapped: Settings) -> None:

@@ -7,6 +7,7 @@ fixed, replay delivers it. Settings come from the environment, as in production.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,11 +20,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from clockify_relay.admin import service, tokens
-from clockify_relay.admin.cli import admin_token, dlq, events
+from clockify_relay.admin.cli import admin_token, dlq, events, targets
+from clockify_relay.errors import PermanentError
 from clockify_relay.pipeline import runtime as runtime_module
 from clockify_relay.pipeline import tasks, trace
 from clockify_relay.pipeline.runtime import Runtime, reset_runtime
 from clockify_relay.sandbox.server import SandboxServer
+from tests.inline_worker import run_queued
 from tests.pipeline.conftest import (  # noqa: F401  (fixtures are used by name)
     clean_sandbox,
     entry_payload,
@@ -206,41 +209,77 @@ def test_redis_unreachable_is_a_clear_exit_1(cli: Env) -> None:
 # --- dlq replay -----------------------------------------------------------------------------
 
 
-def test_replay_failing_again_stays_then_fixed_delivers_once(
+def test_replay_queues_for_the_workers_keeps_history_then_fixed_delivers_once(
     cli: Env,
     clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
     letter_id, event = dead_letter()
 
-    again = cli.run(dlq, "replay", letter_id)
-    assert again.exit_code == 1
-    assert "still failing" in again.output and "ConfigurationError" in again.output
+    # The CLI only queues: nothing is delivered and the letter stays until a worker ran it.
+    queued = cli.json(dlq, "replay", letter_id, "--no-wait")
+    assert [(r["id"], r["state"]) for r in queued["results"]] == [(letter_id, "queued")]
+    assert queued["queued"] == 1 and cli.json(dlq, "list")[0]["id"] == letter_id
+    assert run_queued(runtime_module.runtime()) == 1  # still unmapped: fails again
     [kept] = cli.json(dlq, "list")
     assert kept["id"] == letter_id and kept["attempts"] == 2
-    assert len(cli.json(dlq, "show", letter_id)["history"]) == 2
+    history = cli.json(dlq, "show", letter_id)["history"]
+    assert [h["kind"] for h in history] == ["ConfigurationError", "ConfigurationError"]
     assert worklogs(clean_sandbox) == []
 
-    cli.write_config(FIXED_TOML)
-    fixed = cli.run(dlq, "replay", letter_id)
+    cli.write_config(FIXED_TOML)  # the workers restarted with the fix
+    fixed = cli.run(dlq, "replay", letter_id, "--no-wait")
     assert fixed.exit_code == 0, fixed.output
-    assert "replayed" in fixed.output
+    assert "queued" in fixed.output
+    assert run_queued(runtime_module.runtime()) == 1
     assert cli.json(dlq, "list") == []
     assert len(worklogs(clean_sandbox)) == 1
 
     # The letter is gone: replaying it again is an unknown id, and nothing is booked twice.
     gone = cli.run(dlq, "replay", letter_id)
     assert gone.exit_code == 1
+    assert run_queued(runtime_module.runtime()) == 0
     assert len(worklogs(clean_sandbox)) == 1
 
     # The replay is in the event's trace.
     view = cli.json(events, "show", event["event_id"])
     outcomes = [r["outcome"] for r in view["trace"] if r["stage"] == "deliver"]
-    assert outcomes == ["failed", "dead-lettered", "failed", "applied"]
+    assert outcomes == ["failed", "dead-lettered", "failed", "dead-lettered", "applied"]
     assert view["trace"][-1]["remote_ids"]
     assert view["dead_letters"] == []
 
 
-def test_bulk_dry_run_changes_nothing_then_replays_all(
+def test_replay_that_fails_again_keeps_the_original_error_first_in_its_history(
+    cli: Env,
+) -> None:
+    letter_id, _ = dead_letter()
+    rt = runtime_module.runtime()
+    original = rt.dlq.get(letter_id)
+    assert original is not None
+    for _ in range(60):  # more failures than a letter keeps
+        rt.dlq.add("everit", original.envelope, PermanentError("400 from the target"), 1)
+    history = cli.json(dlq, "show", letter_id)["history"]
+    assert history[0]["kind"] == "ConfigurationError"  # the original error is never lost
+    assert history[-1]["kind"] == "PermanentError" and len(history) == 50
+
+
+def test_wait_follows_replays_until_the_workers_settle_them(
+    cli: Env,
+    clean_sandbox: SandboxServer,  # noqa: F811
+) -> None:
+    letter_id, _ = dead_letter()
+    cli.write_config(FIXED_TOML)
+    rt = runtime_module.runtime()
+    # A worker that takes the message a moment after the CLI queued it.
+    worker = threading.Timer(0.5, run_queued, args=(Runtime(rt.settings),))
+    worker.start()
+    report = cli.json(dlq, "replay", letter_id, "--wait", "--timeout", "20")
+    worker.join()
+    [result] = report["results"]
+    assert (result["state"], result["ok"]) == ("delivered", True), result
+    assert report["delivered"] == 1 and cli.json(dlq, "list") == []
+
+
+def test_bulk_dry_run_changes_nothing_then_queues_all(
     cli: Env,
     clean_sandbox: SandboxServer,  # noqa: F811
 ) -> None:
@@ -249,26 +288,34 @@ def test_bulk_dry_run_changes_nothing_then_replays_all(
 
     dry = cli.run(dlq, "replay", "--all", "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert "would replay" in dry.output
+    assert "would queue" in dry.output
     assert all(i in dry.output for i in ids)
     dry_json = cli.json(dlq, "replay", "--all", "--dry-run")
     assert [r["id"] for r in dry_json["results"]] == ids
     assert all(r["dry_run"] for r in dry_json["results"])
+    assert all("delivered to everit by the workers" in r["message"] for r in dry_json["results"])
     assert cli.json(dlq, "list") == before  # attempts and times untouched
+    assert run_queued(runtime_module.runtime()) == 0  # nothing was queued
     assert worklogs(clean_sandbox) == []
 
-    still = cli.run(dlq, "replay", ids[0], ids[1])
-    assert still.exit_code == 1
-    assert "still failing: 2" in still.output
-    assert [r["attempts"] for r in cli.json(dlq, "list")] == [1, 2, 2]
-
     cli.write_config(FIXED_TOML)
-    done = cli.run(dlq, "replay", "--all")
+    done = cli.run(dlq, "replay", "--all", "--no-wait")
     assert done.exit_code == 0, done.output
-    assert "replay summary" in done.output
-    assert "replayed: 3, still failing: 0" in done.output
+    assert "replay summary" in done.output and "queued: 3" in done.output
+    assert run_queued(runtime_module.runtime()) == 3
     assert cli.json(dlq, "list") == []
     assert len(worklogs(clean_sandbox)) == 3
+
+
+def test_dry_run_of_a_letter_for_a_paused_target_says_so(cli: Env) -> None:
+    letter_id, _ = dead_letter()
+    assert cli.run(targets, "pause", "everit", "--reason", "maintenance").exit_code == 0
+    [result] = cli.json(dlq, "replay", letter_id, "--dry-run")["results"]
+    assert "everit is paused (maintenance" in result["message"]
+    assert "held until resumed" in result["message"]
+    listed = {t["target"]: t for t in cli.json(targets, "list")["targets"]}
+    assert listed["everit"]["state"] == "paused" and listed["everit"]["reason"] == "maintenance"
+    assert cli.run(targets, "pause", "nosuch").exit_code == 2
 
 
 def test_bulk_replay_respects_filters_and_reports_unknown_ids(
@@ -279,15 +326,17 @@ def test_bulk_replay_respects_filters_and_reports_unknown_ids(
     updated, _ = dead_letter("TIME_ENTRY_UPDATED", id=new_entry_id())
     cli.write_config(FIXED_TOML)
 
-    report = cli.json(dlq, "replay", "--all", "--event-type", "TIME_ENTRY_UPDATED")
+    report = cli.json(dlq, "replay", "--all", "--event-type", "TIME_ENTRY_UPDATED", "--no-wait")
     assert [(r["id"], r["ok"]) for r in report["results"]] == [(updated, True)]
+    assert run_queued(runtime_module.runtime()) == 1
     assert [r["id"] for r in cli.json(dlq, "list")] == [created]
 
-    mixed = cli.run(dlq, "replay", created, "missing-id", "-o", "json")
+    mixed = cli.run(dlq, "replay", created, "missing-id", "--no-wait", "-o", "json")
     assert mixed.exit_code == 1  # one id was unknown
     results = {r["id"]: r for r in orjson.loads(mixed.stdout)["results"]}
     assert results[created]["ok"] is True
     assert results["missing-id"] == {**results["missing-id"], "ok": False, "found": False}
+    assert run_queued(runtime_module.runtime()) == 1
     assert len(worklogs(clean_sandbox)) == 2
 
 

@@ -5,9 +5,13 @@ Every ``/admin`` operation needs ``Authorization: Bearer <JWT>``: HS256 only, si
 a secret the API is off and answers 503 — it fails closed. ``GET /admin/openapi.json`` is public:
 it describes the endpoints and holds nothing secret.
 
-The receiver is async; the Redis reads and the replays are blocking, so they run in Starlette's
-thread pool. Replays are serialised by a lock because the connectors behind the shared
-:class:`Runtime` are not meant to be driven from several threads at once.
+Every operation only reads or writes Redis (admin/service.py): a replay is queued for the
+workers and answered 202 with a URL to poll, a pause is a flag the workers read. The API holds
+no target credential and never calls a target. The Redis calls are blocking, so they run in
+Starlette's thread pool.
+
+Each operation is declared once in :data:`OPERATIONS` — path, method, handler, and what the
+OpenAPI document says about it — and both the routes and the document are built from that list.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -55,6 +60,7 @@ def guarded(handler: Handler) -> Handler:
         denied = self.authorize(request)
         if denied is not None:
             return denied
+        request.state.admin_subject = request.scope.get("admin_subject", "?")
         try:
             return await handler(self, request)
         except service.OpsError as exc:
@@ -130,7 +136,6 @@ class AdminApi:
         self.settings = settings
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
-        self._replay_lock = threading.Lock()
         secret = settings.admin_jwt_secret
         if not secret:
             log.info("admin API disabled: RELAY_ADMIN_JWT_SECRET is not set")
@@ -165,11 +170,21 @@ class AdminApi:
             log.info("admin %s %s refused: %s", request.method, request.url.path, exc)
             return error(401, str(exc), UNAUTHORIZED_HEADERS)
         # Audit trail: who did what (the subject is a name, never the token).
-        log.info("admin %s %s by %s", request.method, request.url.path, claims.get("sub", "?"))
+        subject = str(claims.get("sub", "?"))
+        request.scope["admin_subject"] = subject
+        log.info(
+            "admin %s %s by %s",
+            request.method,
+            request.url.path,
+            subject,
+            extra={"admin_subject": subject},
+        )
         return None
 
-    async def _json_body(self, request: Request) -> dict[str, Any]:
+    async def _json_body(self, request: Request, optional: bool = False) -> dict[str, Any]:
         raw = await read_body(request, self.settings.max_body_bytes)
+        if optional and not raw.strip():
+            return {}
         try:
             body = orjson.loads(raw) if raw.strip() else None
         except orjson.JSONDecodeError:
@@ -177,20 +192,6 @@ class AdminApi:
         if not isinstance(body, dict):
             raise service.OpsError("body must be a JSON object")
         return body
-
-    def _replay(
-        self, ids: list[str] | None, flt: service.LetterFilter | None, force: bool, dry_run: bool
-    ) -> list[service.ReplayResult]:
-        rt = self.runtime()
-        with self._replay_lock:
-            letters, missing = service.select_letters(rt, ids, flt, force=force)
-            results = service.replay_many(rt, letters, force=force, dry_run=dry_run)
-        return results + service.missing_results(missing)
-
-    def _replay_one(self, letter_id: str, force: bool) -> service.ReplayResult:
-        rt = self.runtime()
-        with self._replay_lock:
-            return service.replay_one(rt, letter_id, force=force)
 
     @guarded
     async def list_letters(self, request: Request) -> Response:
@@ -212,10 +213,11 @@ class AdminApi:
 
     @guarded
     async def replay_letter(self, request: Request) -> Response:
-        """POST /admin/dlq/{id}/replay?force=true"""
+        """POST /admin/dlq/{id}/replay?force=true&dry_run=true"""
+        letter_id = request.path_params["letter_id"]
         force = _flag(request.query_params.get("force"), "force")
-        result = await run_in_threadpool(self._replay_one, request.path_params["letter_id"], force)
-        return json_response(200, result.to_json())
+        dry_run = _flag(request.query_params.get("dry_run"), "dry_run")
+        return await self._replay(request, [letter_id], None, force, dry_run, single=True)
 
     @guarded
     async def replay_many(self, request: Request) -> Response:
@@ -224,17 +226,57 @@ class AdminApi:
         ids, flt = _selection(body)
         force = _flag(body.get("force"), "force")
         dry_run = _flag(body.get("dry_run"), "dry_run")
-        results = await run_in_threadpool(self._replay, ids, flt, force, dry_run)
-        failed = sum(not r.ok for r in results)
-        return json_response(
-            200,
-            {
-                "dry_run": dry_run,
-                "results": [r.to_json() for r in results],
-                "replayed": 0 if dry_run else len(results) - failed,
-                "failed": failed,
-            },
-        )
+        return await self._replay(request, ids, flt, force, dry_run)
+
+    async def _replay(
+        self,
+        request: Request,
+        ids: list[str] | None,
+        flt: service.LetterFilter | None,
+        force: bool,
+        dry_run: bool,
+        single: bool = False,
+    ) -> Response:
+        """Queue the replays for the workers; 202 with where to poll each one."""
+        by = f"api:{request.state.admin_subject}"
+
+        def work() -> tuple[list[service.ReplayResult], list[str]]:
+            rt = self.runtime()
+            letters, missing = service.select_letters(rt, ids, flt, force=force)
+            if single and missing:
+                raise service.NotFound("dead letter", missing[0])
+            return service.replay_many(rt, letters, force=force, dry_run=dry_run, by=by), missing
+
+        results, missing = await run_in_threadpool(work)
+        results += service.missing_results(missing)
+        body = {
+            "dry_run": dry_run,
+            "results": [
+                {**r.to_json(), "poll": f"/admin/replays/{r.id}" if r.message_id else None}
+                for r in results
+            ],
+            "queued": sum(r.message_id is not None for r in results),
+            "missing": len(missing),
+        }
+        return json_response(200 if dry_run else 202, body)
+
+    @guarded
+    async def replay_state(self, request: Request) -> Response:
+        """GET /admin/replays/{id}: where the last replay of a dead letter stands."""
+        letter_id = request.path_params["letter_id"]
+
+        def work() -> dict[str, Any]:
+            rt = self.runtime()
+            state = rt.control.replay_states([letter_id])[letter_id]
+            if state is None:
+                raise service.NotFound("replay of dead letter", letter_id)
+            return {
+                **state,
+                "at": service.iso(state.get("at")),
+                "in_dlq": bool(rt.dlq.get(letter_id)),
+            }
+
+        return json_response(200, await run_in_threadpool(work))
 
     @guarded
     async def delete_letter(self, request: Request) -> Response:
@@ -267,26 +309,66 @@ class AdminApi:
         )
         return json_response(200, view.to_json())
 
+    @guarded
+    async def list_events(self, request: Request) -> Response:
+        """GET /admin/events?since=1h&until=&entry=&target=&outcome=&limit=50"""
+        query = request.query_params
+        since = service.parse_when(query.get("since") or "1h")
+        until = service.parse_when(query["until"]) if query.get("until") else None
+        try:
+            limit = int(query.get("limit") or 50)
+        except ValueError:
+            raise service.OpsError("limit must be a whole number") from None
+        rows = await run_in_threadpool(
+            functools.partial(
+                service.list_events,
+                self.runtime(),
+                since=since,
+                until=until,
+                entry=query.get("entry") or None,
+                target=query.get("target") or None,
+                outcome=query.get("outcome") or None,
+                limit=min(limit, 10_000),
+            )
+        )
+        return json_response(200, {"count": len(rows), "events": rows})
+
+    @guarded
+    async def list_targets(self, request: Request) -> Response:
+        """GET /admin/targets"""
+        rows = await run_in_threadpool(service.targets_overview, self.runtime())
+        return json_response(200, {"targets": rows})
+
+    @guarded
+    async def pause_target(self, request: Request) -> Response:
+        """POST /admin/targets/{name}/pause with an optional {"reason": "..."}"""
+        body = await self._json_body(request, optional=True)
+        reason = _text(body.get("reason"), "reason") or ""
+        by = f"api:{request.state.admin_subject}"
+        result = await run_in_threadpool(
+            service.pause_target, self.runtime(), request.path_params["name"], by, reason
+        )
+        return json_response(200, result)
+
+    @guarded
+    async def resume_target(self, request: Request) -> Response:
+        """POST /admin/targets/{name}/resume"""
+        by = f"api:{request.state.admin_subject}"
+        result = await run_in_threadpool(
+            service.resume_target, self.runtime(), request.path_params["name"], by
+        )
+        return json_response(200, result)
+
     async def openapi(self, request: Request) -> Response:
         """GET /admin/openapi.json (public: it describes, it does not reveal)."""
         return Response(_document(), 200, media_type="application/json")
 
     def routes(self) -> list[BaseRoute]:
-        """The routes under /admin; fixed paths before the ``{letter_id}`` ones."""
-        return [
-            Mount(
-                "/admin",
-                routes=[
-                    Route("/openapi.json", self.openapi, methods=["GET"]),
-                    Route("/dlq", self.list_letters, methods=["GET"]),
-                    Route("/dlq/replay", self.replay_many, methods=["POST"]),
-                    Route("/dlq/purge", self.purge, methods=["POST"]),
-                    _route("/dlq/{letter_id}", GET=self.show_letter, DELETE=self.delete_letter),
-                    Route("/dlq/{letter_id}/replay", self.replay_letter, methods=["POST"]),
-                    Route("/events/{event_id}", self.show_event, methods=["GET"]),
-                ],
-            ),
-        ]
+        """The routes under /admin, built from :data:`OPERATIONS` (one route per path)."""
+        by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+        for op in OPERATIONS:
+            by_path.setdefault(op.path, {})[op.method] = getattr(self, op.handler)
+        return [Mount("/admin", routes=[_route(p, **h) for p, h in by_path.items()])]
 
 
 def _route(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
@@ -489,7 +571,72 @@ _SCHEMAS: dict[str, Any] = {
             "event_type": {"type": "string", "nullable": True},
             "found": {"type": "boolean"},
             "dry_run": {"type": "boolean"},
+            "state": {"type": "string", "nullable": True, "description": "queued when queued"},
+            "message_id": {"type": "string", "nullable": True},
+            "poll": {"type": "string", "nullable": True, "description": "GET this for progress"},
         },
+    },
+    "ReplayState": {
+        "type": "object",
+        "properties": {
+            "letter_id": {"type": "string"},
+            "state": {
+                "type": "string",
+                "enum": ["queued", "retrying", "held", "delivered", "failed"],
+            },
+            "at": {"type": "string", "format": "date-time"},
+            "detail": {"type": "string"},
+            "error": {"type": "string"},
+            "in_dlq": {"type": "boolean", "description": "the letter is still in the DLQ"},
+        },
+    },
+    "EventList": {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "event_id": {"type": "string"},
+                        "routed_at": {"type": "string", "format": "date-time"},
+                        "event_type": {"type": "string"},
+                        "entry_id": {"type": "string"},
+                        "sequence": {"type": "integer"},
+                        "outcomes": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "TargetList": {
+        "type": "object",
+        "properties": {
+            "targets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "target": {"type": "string"},
+                        "enabled": {"type": "boolean"},
+                        "state": {"type": "string", "enum": ["running", "paused", "breaker open"]},
+                        "paused_by": {"type": "string", "nullable": True},
+                        "reason": {"type": "string", "nullable": True},
+                        "since": {"type": "string", "nullable": True},
+                        "held": {"type": "integer"},
+                        "failures_in_a_row": {"type": "integer"},
+                    },
+                },
+            }
+        },
+    },
+    "PauseRequest": {
+        "type": "object",
+        "properties": {"reason": {"type": "string", "description": "why (optional)"}},
     },
     "ReplayRequest": {
         "type": "object",
@@ -508,8 +655,8 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "dry_run": {"type": "boolean"},
             "results": {"type": "array", "items": _ref("ReplayResult")},
-            "replayed": {"type": "integer"},
-            "failed": {"type": "integer"},
+            "queued": {"type": "integer"},
+            "missing": {"type": "integer"},
         },
     },
     "PurgeRequest": {"type": "object", "properties": _SELECTION_PROPS},
@@ -565,7 +712,8 @@ _SCHEMAS: dict[str, Any] = {
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
 }
 
-_PATHS: dict[str, Any] = {
+# The receiver's own routes (receiver/app.py); the admin ones come from OPERATIONS.
+_RECEIVER_PATHS: dict[str, Any] = {
     "/webhooks/clockify": {
         "post": {
             "tags": ["webhook"],
@@ -633,110 +781,217 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
-    "/admin/openapi.json": {
-        "get": {
-            "tags": ["admin"],
-            "summary": "This document (public)",
-            "responses": {
-                "200": {"description": "OpenAPI 3 document", "content": {"application/json": {}}}
-            },
-        }
-    },
-    "/admin/dlq": {
-        "get": _admin(
-            "List dead letters (oldest last failure first)",
-            {
-                "200": _json(_ref("DeadLetterList"), "matching dead letters"),
-                "400": _err("bad filter value"),
-            },
-            parameters=_FILTER_PARAMS,
-        )
-    },
-    "/admin/dlq/replay": {
-        "post": _admin(
-            "Replay several dead letters (by ids, or all matching filters)",
-            {
-                "200": _json(_ref("ReplayReport"), "per-id results; failed ones stay in the queue"),
-                "400": _err("bad body: neither ids nor all, both, force without ids, bad filter"),
-                "413": _err("body too large"),
-            },
-            requestBody={
-                "required": True,
-                "content": {"application/json": {"schema": _ref("ReplayRequest")}},
-            },
-        )
-    },
-    "/admin/dlq/purge": {
-        "post": _admin(
-            "Delete dead letters for good (by ids, or all matching filters)",
-            {
-                "200": _json(_ref("PurgeReport"), "how many were removed, which ids were unknown"),
-                "400": _err("bad body"),
-                "413": _err("body too large"),
-            },
-            requestBody={
-                "required": True,
-                "content": {"application/json": {"schema": _ref("PurgeRequest")}},
-            },
-        )
-    },
-    "/admin/dlq/{letter_id}": {
-        "get": _admin(
-            "One dead letter with history and envelope",
-            {"200": _json(_ref("DeadLetter"), "the record"), "404": _err("no such dead letter")},
-            parameters=[_LETTER_ID],
-        ),
-        "delete": _admin(
-            "Delete one dead letter",
-            {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "properties": {"removed": {"type": "integer"}, "id": {"type": "string"}},
-                    },
-                    "removed",
-                ),
-                "404": _err("no such dead letter"),
-            },
-            parameters=[_LETTER_ID],
-        ),
-    },
-    "/admin/dlq/{letter_id}/replay": {
-        "post": _admin(
-            "Replay one dead letter now",
-            {
-                "200": _json(
-                    _ref("ReplayResult"),
-                    "ok true: delivered and removed; ok false: still failing, kept with "
-                    "the new attempt recorded",
-                ),
-                "400": _err("bad force value"),
-                "404": _err("no such dead letter"),
-            },
-            parameters=[
-                _LETTER_ID,
-                {
-                    "name": "force",
-                    "in": "query",
-                    "schema": {"type": "boolean", "default": False},
-                    "description": "unknown-outcome letters only, after checking the target",
-                },
-            ],
-        )
-    },
-    "/admin/events/{event_id}": {
-        "get": _admin(
-            "An event's envelope, trace and open dead letters",
-            {
-                "200": _json(_ref("EventView"), "what happened to the event"),
-                "404": _err("never received, or its trace expired"),
-            },
-            parameters=[
-                {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
-        )
-    },
 }
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One admin operation: its route and what the OpenAPI document says about it."""
+
+    method: str
+    path: str  # under /admin
+    handler: str  # the AdminApi method
+    summary: str
+    responses: Mapping[str, Any]
+    parameters: Sequence[Mapping[str, Any]] = ()
+    body: str | None = None  # a schema name
+    public: bool = False
+
+    def document(self) -> dict[str, Any]:
+        """The operation object of the OpenAPI document."""
+        doc: dict[str, Any] = {"tags": ["admin"], "summary": self.summary}
+        if self.public:
+            doc["responses"] = dict(self.responses)
+        else:
+            doc["security"] = [{"adminBearer": []}]
+            doc["responses"] = {**self.responses, **_ADMIN_ERRORS}
+        if self.parameters:
+            doc["parameters"] = list(self.parameters)
+        if self.body:
+            content = {"application/json": {"schema": _ref(self.body)}}
+            doc["requestBody"] = {"required": True, "content": content}
+        return doc
+
+
+def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": {"type": kind}, "description": description}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    schema = {"type": "string"}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_TARGET_NAME = _path_param("name", "a target name (everit, tracket, blikk, organi, mail)")
+_QUEUED = "queued for the workers; poll each result's `poll` URL (dry run: 200, nothing queued)"
+
+# Fixed paths before the ``{letter_id}`` ones: Starlette matches in order.
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "GET",
+        "/openapi.json",
+        "openapi",
+        "This document (public)",
+        {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {}}}},
+        public=True,
+    ),
+    Operation(
+        "GET",
+        "/dlq",
+        "list_letters",
+        "List dead letters (oldest last failure first)",
+        {
+            "200": _json(_ref("DeadLetterList"), "matching dead letters"),
+            "400": _err("bad filter value"),
+        },
+        _FILTER_PARAMS,
+    ),
+    Operation(
+        "POST",
+        "/dlq/replay",
+        "replay_many",
+        "Queue several dead letters for the workers to deliver again (ids, or all + filters)",
+        {
+            "202": _json(_ref("ReplayReport"), _QUEUED),
+            "200": _json(_ref("ReplayReport"), "dry run: what would happen, pauses included"),
+            "400": _err("bad body: neither ids nor all, both, force without ids, bad filter"),
+            "413": _err("body too large"),
+        },
+        body="ReplayRequest",
+    ),
+    Operation(
+        "POST",
+        "/dlq/purge",
+        "purge",
+        "Delete dead letters for good (by ids, or all matching filters)",
+        {
+            "200": _json(_ref("PurgeReport"), "how many were removed, which ids were unknown"),
+            "400": _err("bad body"),
+            "413": _err("body too large"),
+        },
+        body="PurgeRequest",
+    ),
+    Operation(
+        "GET",
+        "/dlq/{letter_id}",
+        "show_letter",
+        "One dead letter with history and envelope",
+        {"200": _json(_ref("DeadLetter"), "the record"), "404": _err("no such dead letter")},
+        [_LETTER_ID],
+    ),
+    Operation(
+        "DELETE",
+        "/dlq/{letter_id}",
+        "delete_letter",
+        "Delete one dead letter",
+        {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {"removed": {"type": "integer"}, "id": {"type": "string"}},
+                },
+                "removed",
+            ),
+            "404": _err("no such dead letter"),
+        },
+        [_LETTER_ID],
+    ),
+    Operation(
+        "POST",
+        "/dlq/{letter_id}/replay",
+        "replay_letter",
+        "Queue one dead letter for the workers to deliver again",
+        {
+            "202": _json(_ref("ReplayReport"), _QUEUED),
+            "200": _json(_ref("ReplayReport"), "dry run: what would happen, pauses included"),
+            "400": _err("bad force or dry_run value"),
+            "404": _err("no such dead letter"),
+        },
+        [
+            _LETTER_ID,
+            _query("force", "unknown-outcome letters only, after checking the target", "boolean"),
+            _query("dry_run", "say what would happen; queue nothing", "boolean"),
+        ],
+    ),
+    Operation(
+        "GET",
+        "/replays/{letter_id}",
+        "replay_state",
+        "Where the last replay of a dead letter stands",
+        {
+            "200": _json(_ref("ReplayState"), "queued, retrying, held, delivered or failed"),
+            "404": _err("this dead letter was never replayed (or the record expired)"),
+        },
+        [_LETTER_ID],
+    ),
+    Operation(
+        "GET",
+        "/events",
+        "list_events",
+        "Recent events (newest first) with each target's latest outcome",
+        {
+            "200": _json(_ref("EventList"), "matching events"),
+            "400": _err("bad since/until/limit"),
+        },
+        [
+            _query("since", "ISO date/datetime or an age such as 30m, 2h (default 1h)"),
+            _query("until", "ISO date/datetime or an age"),
+            _query("entry", "only events of this Clockify time entry id"),
+            _query("target", "only events that went to this target"),
+            _query("outcome", "only events whose latest outcome (at target, else any) is this"),
+            _query("limit", "at most this many (default 50)", "integer"),
+        ],
+    ),
+    Operation(
+        "GET",
+        "/events/{event_id}",
+        "show_event",
+        "An event's envelope, trace and open dead letters",
+        {
+            "200": _json(_ref("EventView"), "what happened to the event"),
+            "404": _err("never received, or its trace expired"),
+        },
+        [_path_param("event_id", "an event id (from a 202 answer or events list)")],
+    ),
+    Operation(
+        "GET",
+        "/targets",
+        "list_targets",
+        "Every target: enabled, running / paused / breaker open, held deliveries",
+        {"200": _json(_ref("TargetList"), "the targets")},
+    ),
+    Operation(
+        "POST",
+        "/targets/{name}/pause",
+        "pause_target",
+        "Pause a target: its deliveries are held in Redis, in order, until resumed",
+        {"200": _json({"type": "object"}, "paused"), "400": _err("unknown target or bad body")},
+        [_TARGET_NAME],
+        body="PauseRequest",
+    ),
+    Operation(
+        "POST",
+        "/targets/{name}/resume",
+        "resume_target",
+        "Resume a target: its held deliveries are queued again in the order they were held",
+        {"200": _json({"type": "object"}, "resumed"), "400": _err("unknown target")},
+        [_TARGET_NAME],
+    ),
+)
+
+
+def _paths() -> dict[str, Any]:
+    """The receiver's paths and every admin operation's."""
+    paths: dict[str, Any] = dict(_RECEIVER_PATHS)
+    for op in OPERATIONS:
+        paths.setdefault(f"/admin{op.path}", {})[op.method.lower()] = op.document()
+    return paths
 
 
 @functools.cache
@@ -751,7 +1006,7 @@ def _document() -> bytes:
                 "Admin API for the dead-letter queue and event traces.",
             },
             "tags": [{"name": "webhook"}, {"name": "health"}, {"name": "admin"}],
-            "paths": _PATHS,
+            "paths": _paths(),
             "components": {
                 "schemas": _SCHEMAS,
                 "securitySchemes": {

@@ -9,7 +9,10 @@ on stdout. Exit codes: 0 done, 1 unknown id / failed replay / Redis unreachable,
 from __future__ import annotations
 
 import functools
+import getpass
 import os
+import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -320,25 +323,35 @@ def dlq_show(letter_id: str, output: str) -> None:
     console.print_json(data=letter.envelope)
 
 
+_STATE_STYLE = {
+    "delivered": "green",
+    "queued": "cyan",
+    "retrying": "yellow",
+    "held": "yellow",
+    "failed": "red",
+}
+
+
 def _summary_table(results: Sequence[service.ReplayResult], dry_run: bool) -> Table:
-    table = Table(title="dry run: would replay" if dry_run else "replay summary")
-    for column in ("id", "target", "event type", "result", "detail"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="dry run: nothing queued" if dry_run else "replay summary")
+    table.add_column("id", no_wrap=True)
+    table.add_column("target", no_wrap=True)
+    table.add_column("event type", overflow="ellipsis", max_width=22)
+    table.add_column("state", no_wrap=True)
+    table.add_column("detail", overflow="fold")
     for result in results:
-        if dry_run:
-            verdict = Text(
-                "would replay" if result.found else "not found",
-                style="cyan" if result.found else "red",
-            )
-        elif result.ok:
-            verdict = Text("replayed", style="green")
+        if not result.found:
+            state = Text("not found", style="red")
+        elif dry_run:
+            state = Text("would queue", style="cyan")
         else:
-            verdict = Text("still failing" if result.found else "not found", style="red")
+            label = result.state or "done"
+            state = Text(label, style=_STATE_STYLE.get(label, ""))
         table.add_row(
             Text(result.id),
             Text(result.target or "-"),
             Text(result.event_type or "-"),
-            verdict,
+            state,
             Text(result.message),
         )
     return table
@@ -348,11 +361,20 @@ def _summary_table(results: Sequence[service.ReplayResult], dry_run: bool) -> Ta
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "all_", is_flag=True, help="every dead letter matching the filters")
 @_filter_options
-@click.option("--dry-run", is_flag=True, help="show what would be replayed; change nothing")
+@click.option("--dry-run", is_flag=True, help="show what would happen; change nothing")
 @click.option(
     "--force",
     is_flag=True,
     help="for 'unknown outcome' letters, after you checked the target: create again",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=None,
+    help="follow the replays until each is delivered, failed again or held "
+    "[default: on a terminal]",
+)
+@click.option(
+    "--timeout", default=300.0, show_default=True, help="seconds --wait follows the replays"
 )
 @OUTPUT
 @_handles_redis
@@ -365,12 +387,16 @@ def dlq_replay(
     until: str | None,
     dry_run: bool,
     force: bool,
+    wait: bool | None,
+    timeout: float,
     output: str,
 ) -> None:
-    """Deliver dead letters again now, in this process.
+    """Queue dead letters for the workers to deliver again.
 
-    A letter is removed only when its delivery succeeds; one that fails again stays, with the
-    new attempt recorded. Exit status 1 when any replay failed or an id is unknown.
+    Needs only Redis: the workers, which hold the targets' credentials, make the calls. A
+    letter leaves the dead-letter queue when a worker has delivered it; one that fails again
+    stays, with the new failure added to its history. Exit status 1 when an id is unknown or,
+    with --wait, a replay failed again or did not finish in time.
     """
     if bool(ids) == all_:
         raise click.UsageError("give dead letter ids, or --all (with optional filters)")
@@ -384,57 +410,69 @@ def dlq_replay(
         raise click.UsageError(str(exc)) from None
     if len(ids) == 1 and missing and not dry_run:
         _fail(f"no dead letter with id {ids[0]!r}")
-    results = _run_replays(
-        rt, letters, force=force, dry_run=dry_run, bulk=all_ or len(ids) > 1, quiet=output == "json"
-    )
+    results = service.replay_many(rt, letters, force=force, dry_run=dry_run, by=_operator())
+    follow = sys.stdout.isatty() if wait is None else wait
+    if follow and not dry_run and any(r.state for r in results):
+        results = _follow(rt, results, timeout, quiet=output == "json")
     results += service.missing_results(missing)
+    unsettled = follow and any(r.state in ("queued", "retrying") for r in results)
     failed = [r for r in results if not r.ok]
     if output == "json":
         _echo_json(
             {
                 "dry_run": dry_run,
                 "results": [r.to_json() for r in results],
-                "replayed": sum(r.ok for r in results) if not dry_run else 0,
+                "queued": sum(r.message_id is not None for r in results),
+                "delivered": sum(r.state == "delivered" for r in results),
                 "failed": len(failed),
             }
         )
     elif not results:
         _console().print("no dead letters match")
-    elif len(results) == 1 and not dry_run:
-        only = results[0]
-        verdict = "replayed" if only.ok else "still failing"
-        _console().print(Text(f"{verdict} {only.id} ({only.target}): {only.message}"))
     else:
         console = _console()
         console.print(_summary_table(results, dry_run))
         if not dry_run:
-            console.print(f"replayed: {len(results) - len(failed)}, still failing: {len(failed)}")
-    if failed:
+            counts = Counter(r.state or "-" for r in results if r.found)
+            console.print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
+        if unsettled:
+            console.print(
+                "some replays were not finished when --timeout ran out; they go on in the "
+                "workers: `clockify-relay dlq list` shows what is left"
+            )
+    if failed or unsettled:
         raise SystemExit(1)
 
 
-def _run_replays(
-    rt: Runtime, letters: list[DeadLetter], *, force: bool, dry_run: bool, bulk: bool, quiet: bool
+def _operator() -> str:
+    """Who runs the CLI, for the audit trail of replays and pauses."""
+    return f"cli:{getpass.getuser()}"
+
+
+def _follow(
+    rt: Runtime, results: list[service.ReplayResult], timeout: float, quiet: bool
 ) -> list[service.ReplayResult]:
-    """Replay with a progress bar on stderr for bulk runs (stdout stays clean for -o json)."""
-    if dry_run or not bulk or not letters:
-        return service.replay_many(rt, letters, force=force, dry_run=dry_run)
+    """Follow replays with a progress bar on stderr (stdout stays clean for -o json)."""
     progress = Progress(
         TextColumn("replaying"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"),
+        TextColumn("{task.fields[states]}"),
         console=_console(stderr=True),
         disable=quiet,
     )
+    followed = [r for r in results if r.state]
     with progress:
-        task = progress.add_task("replay", total=len(letters), last="")
+        task = progress.add_task("replay", total=len(followed), states="")
 
-        def advance(result: service.ReplayResult) -> None:
-            progress.update(task, advance=1, last=f"{result.id} {'ok' if result.ok else 'failed'}")
+        def update(current: list[service.ReplayResult]) -> None:
+            states = Counter(r.state for r in current if r.state)
+            settled = sum(n for state, n in states.items() if state in service.SETTLED)
+            text = " ".join(f"{state} {n}" for state, n in sorted(states.items()))
+            progress.update(task, completed=settled, states=text)
 
-        return service.replay_many(rt, letters, force=force, progress=advance)
+        return service.wait_for_replays(rt, results, timeout, update)
 
 
 @dlq.command("purge")
@@ -495,6 +533,68 @@ def dlq_purge(
 @click.group()
 def events() -> None:
     """Events the relay received: what happened to each, per target and attempt."""
+
+
+@events.command("list")
+@click.option("--since", default="1h", show_default=True, help="an age (30m, 2h) or ISO time")
+@click.option("--until", default=None, help="an age or ISO time")
+@click.option("--entry", default=None, help="only events of this Clockify time entry id")
+@click.option("--target", default=None, help="only events delivered (or not) to this target")
+@click.option(
+    "--outcome",
+    default=None,
+    help="only events whose latest outcome (at --target, else at any target) is this: "
+    "applied, skipped, retry, parked, held, failed, dead-lettered…",
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@OUTPUT
+@_handles_redis
+def events_list(
+    since: str,
+    until: str | None,
+    entry: str | None,
+    target: str | None,
+    outcome: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """Recent events, newest first, with where each went."""
+    try:
+        start = service.parse_when(since)
+        end = service.parse_when(until) if until else None
+    except service.OpsError as exc:
+        raise click.UsageError(str(exc)) from None
+    rows = service.list_events(
+        invocation().runtime,
+        since=start,
+        until=end,
+        entry=entry,
+        target=target,
+        outcome=outcome,
+        limit=limit,
+    )
+    if output == "json":
+        _echo_json({"count": len(rows), "events": rows})
+        return
+    if not rows:
+        _console().print("no events match")
+        return
+    table = Table(title=f"events since {service.iso(start)}")
+    table.add_column("event id", no_wrap=True)
+    table.add_column("routed", no_wrap=True)
+    table.add_column("type", overflow="ellipsis", max_width=20)
+    table.add_column("entry", overflow="ellipsis", max_width=24)
+    table.add_column("outcomes", overflow="fold")
+    for row in rows:
+        outcomes = ", ".join(f"{t}: {o}" for t, o in row["outcomes"].items()) or "-"
+        table.add_row(
+            row["event_id"],
+            str(row["routed_at"] or "-")[11:19],
+            str(row["event_type"]),
+            str(row["entry_id"]),
+            outcomes,
+        )
+    _console().print(table)
 
 
 @events.command("show")
@@ -589,3 +689,69 @@ def admin_token(ttl: int, subject: str) -> None:
         _fail("RELAY_ADMIN_JWT_SECRET is not set: the admin API is disabled")
         return
     click.echo(tokens.mint_admin_token(secret.reveal(), subject, ttl))
+
+
+@click.group()
+def targets() -> None:
+    """See, pause and resume targets (a paused target's deliveries wait in Redis)."""
+
+
+@targets.command("list")
+@OUTPUT
+@_handles_redis
+def targets_list(output: str) -> None:
+    """Every target: enabled, running / paused / breaker open, held deliveries."""
+    rows = service.targets_overview(invocation().runtime)
+    if output == "json":
+        _echo_json({"targets": rows})
+        return
+    table = Table(title="targets")
+    for column in ("target", "enabled", "state", "held", "since", "reason"):
+        table.add_column(column, overflow="fold" if column == "reason" else "ellipsis")
+    for row in rows:
+        style = {"running": "green", "paused": "yellow"}.get(row["state"], "red")
+        table.add_row(
+            row["target"],
+            "yes" if row["enabled"] else "no",
+            Text(row["state"], style=style),
+            str(row["held"]),
+            row["since"] or "-",
+            " ".join(x for x in (row["reason"], f"({row['paused_by']})") if row["paused_by"])
+            or "-",
+        )
+    _console().print(table)
+
+
+@targets.command("pause")
+@click.argument("name")
+@click.option("--reason", default="", help="why (shown by `targets list` and in the log)")
+@OUTPUT
+@_handles_redis
+def targets_pause(name: str, reason: str, output: str) -> None:
+    """Pause a target: its deliveries are held in Redis, in order, until resumed."""
+    try:
+        result = service.pause_target(invocation().runtime, name, _operator(), reason)
+    except service.OpsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if output == "json":
+        _echo_json(result)
+    else:
+        _console().print(f"{name} paused: its deliveries are held until `targets resume {name}`")
+
+
+@targets.command("resume")
+@click.argument("name")
+@OUTPUT
+@_handles_redis
+def targets_resume(name: str, output: str) -> None:
+    """Resume a target: its held deliveries are queued again in the order they were held."""
+    try:
+        result = service.resume_target(invocation().runtime, name, _operator())
+    except service.OpsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if output == "json":
+        _echo_json(result)
+    elif not result["was_paused"]:
+        _console().print(f"{name} was not paused; {result['released']} held deliveries queued")
+    else:
+        _console().print(f"{name} resumed: {result['released']} held deliveries queued in order")

@@ -1,13 +1,11 @@
-"""Operator operations shared by the ``dlq``/``events`` CLI commands and the admin HTTP API.
+"""Operator operations shared by the CLI commands and the admin HTTP API.
 
-Everything here is plain synchronous code over a :class:`Runtime` (Redis + connectors): the CLI
-calls it directly, the admin API runs it in a thread pool. Both surfaces therefore list, show,
-replay and purge dead letters the same way, and both refuse the same bad input (:class:`OpsError`
-for a bad filter value, :class:`NotFound` for an unknown id).
-
-Admin tokens (HS256 JWTs with a required ``exp``) are minted and verified here too, so the
-``admin-token`` command and the API agree on the rules by construction; and ``check``'s
-verification of Redis, webhook verification and the targets (:func:`check`).
+Everything here is plain synchronous code over a :class:`Runtime` that needs nothing but Redis:
+it lists, shows, purges and *queues* — replays go to the workers, a pause is a flag the workers
+read — and never calls a target (docs/ARCHITECTURE.md, "Operator actions go through the
+workers"). The CLI calls it directly, the admin API in a thread pool, so both select letters by
+the same rule (:func:`select_letters`: ids, or all with filters; force only with ids) and refuse
+the same bad input (:class:`OpsError` for a bad value, :class:`NotFound` for an unknown id).
 """
 
 from __future__ import annotations
@@ -28,13 +26,6 @@ from clockify_relay.pipeline.runtime import Runtime
 
 log = logging.getLogger("clockify_relay.admin")
 
-# The one algorithm admin tokens may use. Pinning it refuses "alg: none", RS256 tokens made with
-# a public key as HMAC secret, and anything else an attacker might pick.
-ADMIN_JWT_ALGORITHM = "HS256"
-ADMIN_JWT_ISSUER = "clockify-relay"
-# Small allowance for clock skew between the machine that minted a token and the receiver.
-ADMIN_JWT_LEEWAY = 10
-MAX_TOKEN_TTL = 31 * 24 * 3600
 SHORT_ERROR = 80
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -52,10 +43,6 @@ class NotFound(LookupError):
         super().__init__(f"no {what} with id {ident!r}")
         self.what = what
         self.ident = ident
-
-
-class TokenError(Exception):
-    """An admin token was refused; the message is safe to show (never contains the token)."""
 
 
 # --- filters -------------------------------------------------------------------------------
@@ -178,7 +165,8 @@ def letter_detail(letter: DeadLetter) -> dict[str, Any]:
 
 @dataclass
 class ReplayResult:
-    """What happened to one id in a replay request."""
+    """What happened to one id in a replay request: queued for the workers (``state`` and
+    ``message_id``), or why not; after ``--wait``, where the workers took it."""
 
     id: str
     ok: bool
@@ -188,27 +176,20 @@ class ReplayResult:
     event_type: str | None = None
     found: bool = True
     dry_run: bool = False
+    state: str | None = None
+    message_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
 
 
-def replay_one(rt: Runtime, letter_id: str, *, force: bool = False) -> ReplayResult:
-    """Replay one dead letter now (see :func:`delivery.replay`); raises :class:`NotFound`."""
-    letter = get_letter(rt, letter_id)
-    return _replay_letter(rt, letter, force)
-
-
-def _replay_letter(rt: Runtime, letter: DeadLetter, force: bool) -> ReplayResult:
-    try:
-        ok, message = delivery.replay(rt, letter, force)
-    except Exception as exc:
-        # Relay errors are handled by delivery.replay; this is Redis trouble or a bug. One bad
-        # letter must not abort a bulk replay, and the letter stays where it is.
-        log.exception("replay of dead letter %s failed unexpectedly", letter.id)
-        ok, message = False, f"unexpected error ({type(exc).__name__}); the letter was kept"
-    return ReplayResult(letter.id, ok, message, letter.target, letter.event_id, letter.event_type)
+def pause_note(rt: Runtime, target: str) -> str | None:
+    """Why a target's deliveries would be held now, or None when it is not paused."""
+    pause = rt.control.pauses().get(target)
+    if pause is None:
+        return None
+    return f"{target} is paused ({pause.reason}, by {pause.by}, since {iso(pause.since)})"
 
 
 def select_letters(
@@ -245,39 +226,86 @@ def replay_many(
     *,
     force: bool = False,
     dry_run: bool = False,
-    progress: Callable[[ReplayResult], None] | None = None,
+    by: str = "cli",
 ) -> list[ReplayResult]:
-    """Replay letters one after another; a dry run only reports what would be replayed."""
+    """Queue the letters' deliveries for the workers (pipeline/delivery.py rule 5); a dry run
+    says what would happen, including a target's pause. Nothing is removed here: a letter
+    leaves the dead-letter queue when a worker has delivered it."""
     results: list[ReplayResult] = []
+    queue: list[DeadLetter] = []
     for letter in letters:
+        where = "routed again" if letter.target == ROUTE_TARGET else f"delivered to {letter.target}"
+        paused = None if letter.target == ROUTE_TARGET else pause_note(rt, letter.target)
         if dry_run:
-            result = ReplayResult(
-                letter.id,
-                True,
-                f"would replay ({letter.error_kind}: {shorten(letter.error)})",
-                letter.target,
-                letter.event_id,
-                letter.event_type,
-                dry_run=True,
-            )
-        else:
-            # Re-read: another operator or a worker may have replayed or purged it meanwhile.
-            current = rt.dlq.get(letter.id)
-            if current is None:
-                result = ReplayResult(
-                    letter.id,
-                    True,
-                    "already gone (replayed or purged)",
-                    letter.target,
-                    letter.event_id,
-                    letter.event_type,
-                )
-            else:
-                result = _replay_letter(rt, current, force)
-        results.append(result)
-        if progress is not None:
-            progress(result)
+            held = f"; {paused}: held until resumed" if paused else ""
+            message = f"would be {where} by the workers{held}"
+            results.append(_result(letter, True, message, dry_run=True))
+            continue
+        # Re-read: another operator or a worker may have replayed or purged it meanwhile.
+        current = rt.dlq.get(letter.id)
+        if current is None:
+            results.append(_result(letter, True, "already gone (replayed or purged)"))
+            continue
+        queue.append(current)
+        held = f"; {paused}: held until resumed" if paused else ""
+        results.append(_result(current, True, f"queued to be {where}{held}", state="queued"))
+    message_ids = iter(delivery.queue_replays(rt, queue, force, by)) if queue else iter(())
+    for result in results:
+        if result.state == "queued":
+            result.message_id = next(message_ids)
     return results
+
+
+def _result(letter: DeadLetter, ok: bool, message: str, **extra: Any) -> ReplayResult:
+    return ReplayResult(
+        letter.id, ok, message, letter.target, letter.event_id, letter.event_type, **extra
+    )
+
+
+def replay_progress(rt: Runtime, results: Sequence[ReplayResult]) -> list[ReplayResult]:
+    """The queued results brought up to date with what the workers recorded (their ``state``
+    becomes delivered, failed, retrying or held; ``ok`` false once failed)."""
+    queued = [r for r in results if r.state is not None]
+    states = rt.control.replay_states([r.id for r in queued])
+    for result in queued:
+        record = states.get(result.id)
+        if record is None or record.get("message_id", result.message_id) != result.message_id:
+            continue  # not taken yet (the queued note carries the message id; later ones not)
+        result.state = str(record["state"])
+        detail = record.get("error") or record.get("detail")
+        if result.state == "failed":
+            result.ok = False
+            result.message = f"failed again: {shorten(str(detail))} (kept in the DLQ)"
+        elif result.state == "delivered":
+            result.message = f"delivered ({shorten(str(detail))})"
+        elif result.state == "held":
+            result.message = f"held: {detail}"
+        elif result.state == "retrying":
+            result.message = f"failed transiently; retrying in {record.get('delay')} s"
+    return list(results)
+
+
+SETTLED = frozenset({"delivered", "failed", "held"})
+
+
+def wait_for_replays(
+    rt: Runtime,
+    results: Sequence[ReplayResult],
+    timeout: float,
+    progress: Callable[[list[ReplayResult]], None] | None = None,
+    interval: float = 0.5,
+) -> list[ReplayResult]:
+    """Follow queued replays until each is delivered, failed again or held (a paused target),
+    or ``timeout`` seconds passed; ``progress`` sees every update."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = replay_progress(rt, results)
+        if progress is not None:
+            progress(current)
+        pending = [r for r in current if r.state is not None and r.state not in SETTLED]
+        if not pending or time.monotonic() >= deadline:
+            return current
+        time.sleep(interval)
 
 
 def missing_results(ids: Iterable[str]) -> list[ReplayResult]:
@@ -345,3 +373,122 @@ def event_view(rt: Runtime, event_id: str) -> EventView:
     if envelope is None and letters:
         envelope = letters[0].envelope
     return EventView(event_id, envelope, records, letters)
+
+
+def event_outcomes(records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Each target's latest outcome in an event's trace (created, updated, skipped, retry,
+    held, dead-lettered…)."""
+    outcomes: dict[str, str] = {}
+    for record in records:
+        if record.get("stage") == "deliver" and record.get("target"):
+            outcomes[str(record["target"])] = str(record.get("outcome"))
+    return outcomes
+
+
+def list_events(
+    rt: Runtime,
+    *,
+    since: float,
+    until: float | None = None,
+    entry: str | None = None,
+    target: str | None = None,
+    outcome: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Recent events (newest first) with each target's outcome, filtered by entry id, target
+    and outcome (an event matches when the target — or any target — has that outcome)."""
+    if limit < 1:
+        raise OpsError("limit must be at least 1")
+    found: list[dict[str, Any]] = []
+    # Read in pages: filters may drop many; the scan stops at a fixed multiple of the limit.
+    page, offset = max(limit, 100), 0
+    while len(found) < limit and offset < 20 * page:
+        batch: list[tuple[bytes, float]] = rt.redis.zrevrangebyscore(  # type: ignore[assignment]
+            rt.keys.events,
+            "+inf" if until is None else until,
+            since,
+            start=offset,
+            num=page,
+            withscores=True,
+        )
+        if not batch:
+            break
+        offset += len(batch)
+        for raw_id, at in batch:
+            event_id = raw_id.decode()
+            envelope, records = trace.read(rt.redis, rt.keys, event_id)
+            if envelope is None:
+                continue  # its trace expired
+            outcomes = event_outcomes(records)
+            if entry is not None and envelope.get("entity_id") != entry:
+                continue
+            if target is not None and target not in outcomes:
+                continue
+            if outcome is not None:
+                looked_at = [outcomes.get(target)] if target else list(outcomes.values())
+                if outcome not in looked_at:
+                    continue
+            found.append(
+                {
+                    "event_id": event_id,
+                    "routed_at": iso(float(at)),
+                    "event_type": envelope.get("event_type"),
+                    "entry_id": envelope.get("entity_id"),
+                    "sequence": envelope.get("sequence"),
+                    "outcomes": outcomes,
+                }
+            )
+            if len(found) == limit:
+                break
+    return found
+
+
+# --- targets --------------------------------------------------------------------------------
+
+
+def _known_target(name: str) -> str:
+    if name not in registry.names():
+        raise OpsError(f"unknown target {name!r}; known: {', '.join(registry.names())}")
+    return name
+
+
+def targets_overview(rt: Runtime) -> list[dict[str, Any]]:
+    """Every registered target: enabled or not, paused (by whom, why, since), held deliveries,
+    the current run of transient failures."""
+    pauses = rt.control.pauses()
+    enabled = set(rt.enabled_targets())
+    rows = []
+    for name in registry.names():
+        pause = pauses.get(name)
+        failures = rt.redis.get(rt.keys.failures(name))
+        rows.append(
+            {
+                "target": name,
+                "enabled": name in enabled,
+                "state": "running"
+                if pause is None
+                else "breaker open"
+                if pause.breaker
+                else "paused",
+                "paused_by": pause.by if pause else None,
+                "reason": pause.reason if pause else None,
+                "since": iso(pause.since) if pause else None,
+                "held": rt.outbox.held(name),
+                "failures_in_a_row": int(failures or 0),
+            }
+        )
+    return rows
+
+
+def pause_target(rt: Runtime, name: str, by: str, reason: str = "") -> dict[str, Any]:
+    """Pause a target: its deliveries are held in Redis until :func:`resume_target`."""
+    pause = rt.control.pause(_known_target(name), by, reason)
+    log.warning("target %s paused by %s: %s", name, by, pause.reason)
+    return {"target": name, "paused": True, "by": by, "reason": pause.reason}
+
+
+def resume_target(rt: Runtime, name: str, by: str) -> dict[str, Any]:
+    """Resume a target: its held deliveries are queued again in the order they were held."""
+    was_paused, released = rt.control.resume(_known_target(name))
+    log.warning("target %s resumed by %s: %d held deliveries queued", name, by, released)
+    return {"target": name, "was_paused": was_paused, "released": released}

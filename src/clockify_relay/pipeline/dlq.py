@@ -3,7 +3,8 @@
 A record holds the target, the event envelope, the error class and message, the attempts and the
 first and last failure time. Records live in one hash (id → JSON) with a sorted-set index by last
 failure, so listing by time is cheap. A record's id is derived from (target, event id), so the
-same delivery failing again (a failed replay) updates its record instead of adding another.
+same delivery failing again (a failed replay) updates its record instead of adding another: its
+error becomes the latest, and the failure joins the history, which always keeps the first one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from clockify_relay.errors import RelayError
 from clockify_relay.pipeline.messages import Envelope, encode
 from clockify_relay.redis_conn import Keys
 
-HISTORY_KEPT = 10
+# Failures kept per letter: the first (the original error) always, then the latest ones.
+HISTORY_KEPT = 50
 # The target of dead letters for events that could not even be routed (replay routes them).
 ROUTE_TARGET = "route"
 
@@ -82,7 +84,8 @@ class DeadLetterQueue:
             letter.error_kind, letter.error, letter.status = exc.kind, exc.message, exc.status
             letter.attempts += attempts
             letter.last_failure = now
-            letter.history = [*letter.history, failure][-HISTORY_KEPT:]
+            first, *later = letter.history or [failure]
+            letter.history = [first, *[*later, failure][-(HISTORY_KEPT - 1) :]]
         else:
             letter = DeadLetter(
                 id=letter_id,

@@ -134,8 +134,19 @@ def deliver_message(
     Built by hand (not ``apply_async``) so the outbox can record and queue it in one atomic
     Redis script (docs/ARCHITECTURE.md, "Nothing lost").
     """
+    return call_message(DELIVER_TASK, task_id, args, kwargs, eta)
+
+
+def call_message(
+    task_name: str,
+    task_id: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    eta: datetime | None = None,
+) -> bytes:
+    """A complete Celery message for ``task_name(*args, **kwargs)``, queued by hand."""
     body = encode([args, kwargs, orjson.loads(_EMBED)])
-    head, tail = task_message(DELIVER_TASK, task_id, body, b"")
+    head, tail = task_message(task_name, task_id, body, b"")
     message = head + tail
     if eta is None:
         return message

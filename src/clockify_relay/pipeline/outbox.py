@@ -19,6 +19,9 @@ lost"). No accepted event may depend on that one message surviving, so:
    kombu would have restored it (``stale_after``) is queued again as well.
 5. A message queued again more than ``max_resends`` times (a worker that cannot even decode
    it) is handed back to the caller to dead-letter: no poison loop.
+6. A paused target's delivery is *held* (``held:<target>``, in the order held): it stays in the
+   outbox, neither waiting nor received, so the sweeper leaves it alone, until resume queues
+   it again (pipeline/control.py).
 
 Every step is one Lua script, so two schedulers started by mistake do no harm.
 """
@@ -82,6 +85,22 @@ for _, id in ipairs(due) do
   end
 end
 return #due
+"""
+
+# KEYS: held set, outbox, waiting, counter, queue. ARGV: ids, in order.
+RELEASE_IDS_SCRIPT = """
+local count = 0
+for _, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local message = redis.call('HGET', KEYS[2], id)
+    if message then
+      redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), id)
+      redis.call('LPUSH', KEYS[5], message)
+      count = count + 1
+    end
+  end
+end
+return count
 """
 
 # KEYS: outbox, waiting, received, resends, counter, queue, mark.
@@ -159,6 +178,7 @@ class Outbox:
         self._received = client.register_script(RECEIVED_SCRIPT)
         self._release = client.register_script(RELEASE_SCRIPT)
         self._sweep = client.register_script(SWEEP_SCRIPT)
+        self._release_ids = client.register_script(RELEASE_IDS_SCRIPT)
 
     def commit(
         self,
@@ -241,6 +261,26 @@ class Outbox:
                 if m is not None
             },
         )
+
+    def release_held(self, target: str, limit: int | None = None) -> list[str]:
+        """Queue a target's held deliveries in the order they were held (the oldest ``limit``
+        only, when given); returns their ids."""
+        keys = [self.keys.held(target), self.messages, self.waiting, self.counter, self.keys.queue]
+        released: list[str] = []
+        while limit is None or len(released) < limit:
+            batch = RELEASE_BATCH if limit is None else min(RELEASE_BATCH, limit - len(released))
+            members: list[bytes] = self.client.zrange(keys[0], 0, batch - 1)  # type: ignore[assignment]
+            ids = [_text(i) for i in members]
+            if not ids:
+                break
+            # Released by id: a delivery held meanwhile keeps its place behind these.
+            self._release_ids(keys=keys, args=ids)
+            released += ids
+        return released
+
+    def held(self, target: str) -> int:
+        """How many deliveries of a target are held."""
+        return int(self.client.zcard(self.keys.held(target)))
 
     def count_resend(self, message_id: str) -> int:
         """Count one more go of a message that failed (rule 5); returns the count so far."""

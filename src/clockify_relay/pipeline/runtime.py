@@ -14,6 +14,7 @@ import redis
 from clockify_relay.connectors import registry
 from clockify_relay.connectors.base import Connector
 from clockify_relay.errors import ConfigurationError
+from clockify_relay.pipeline.control import Control
 from clockify_relay.pipeline.dlq import DeadLetterQueue
 from clockify_relay.pipeline.engine import DeliveryEngine, EventHandler
 from clockify_relay.pipeline.outbox import Outbox
@@ -45,6 +46,10 @@ class Runtime:
     @cached_property
     def outbox(self) -> Outbox:
         return Outbox(self.redis, self.keys)
+
+    @cached_property
+    def control(self) -> Control:
+        return Control(self.redis, self.keys, self.settings, self.outbox)
 
     def enabled_targets(self, event_type: str | None = None) -> list[str]:
         """Targets with a [targets.<name>] table that is not ``enabled = false``, in registry

@@ -1,6 +1,7 @@
 """The scheduler: a small loop, not a Celery task, so a long queue never delays it.
 
-Every second it moves due parked deliveries to the queue; every few seconds it sweeps the
+Every second it moves due parked deliveries to the queue and lets a tripped circuit breaker's
+probe through when its cooldown is over (pipeline/control.py); every few seconds it sweeps the
 outbox (pipeline/outbox.py) for messages kombu lost and dead-letters the ones given up on; with
 ``[targets.mail.ops]`` it mails the new dead letters to ops, at most once per interval
 (connectors/mail/ops.py). It keeps no state of its own (no schedule file): everything it reads
@@ -81,6 +82,10 @@ def run(rt: Runtime, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             rt.outbox.release_due()
+            for target in rt.control.release_probes():
+                log.warning(
+                    "circuit breaker of %s: cooldown over, one held delivery probes", target
+                )
             if time.monotonic() >= next_sweep:
                 sweep_once(rt)
                 next_sweep = time.monotonic() + SWEEP_INTERVAL

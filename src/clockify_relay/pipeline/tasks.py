@@ -33,18 +33,18 @@ def _mark_received(request: Any = None, **_: Any) -> None:
 
 
 @shared_task(name=ROUTE_TASK, bind=True)
-def route(self: Task[Any, Any], envelope: Envelope) -> None:
-    """Fan one event out to every enabled target."""
+def route(self: Task[Any, Any], envelope: Envelope, replay: str | None = None) -> None:
+    """Fan one event out to every enabled target (``replay``: the dead letter it replays)."""
     rt = runtime()
     message_id = str(self.request.id)
     try:
-        delivery.fan_out(rt, envelope, message_id)
+        delivery.fan_out(rt, envelope, message_id, replay)
     except delivery.REDIS_DOWN as exc:
         log.warning("route of %s: Redis unreachable (%s); requeued", message_id, exc)
         raise Reject(type(exc).__name__, requeue=True) from None
     except Exception as exc:
         log.exception("route of event %s failed", envelope.get("event_id"))
-        delivery.give_up_or_requeue(rt, message_id, ROUTE_TARGET, envelope, exc)
+        delivery.give_up_or_requeue(rt, message_id, ROUTE_TARGET, envelope, exc, replay)
 
 
 @shared_task(name=DELIVER_TASK, bind=True)
@@ -54,15 +54,17 @@ def deliver(
     envelope: Envelope,
     attempt: int = 1,
     force: bool = False,
+    replay: str | None = None,
 ) -> None:
-    """Deliver one event to one target; retry transient failures, dead-letter the rest."""
+    """Deliver one event to one target; retry transient failures, dead-letter the rest
+    (``replay``: the dead letter this delivery replays)."""
     rt = runtime()
     message_id = str(self.request.id)
     try:
-        delivery.deliver_and_commit(rt, message_id, target, envelope, attempt, force)
+        delivery.deliver_and_commit(rt, message_id, target, envelope, attempt, force, replay)
     except delivery.REDIS_DOWN as exc:
         log.warning("delivery %s: Redis unreachable (%s); requeued", message_id, exc)
         raise Reject(type(exc).__name__, requeue=True) from None
     except Exception as exc:  # the failure path itself failed
         log.exception("delivery %s to %s could not be finished", message_id, target)
-        delivery.give_up_or_requeue(rt, message_id, target, envelope, exc)
+        delivery.give_up_or_requeue(rt, message_id, target, envelope, exc, replay)

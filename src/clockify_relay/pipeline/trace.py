@@ -26,6 +26,16 @@ def record(client: redis.Redis, keys: Keys, event_id: str, ttl: int, **fields: A
     pipe.execute()
 
 
+def index_event(client: redis.Redis, keys: Keys, event_id: str, ttl: int) -> None:
+    """List the event by the time it was routed (``events list``); older ones than the trace
+    TTL leave the index as new ones arrive."""
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(keys.events, {event_id: now})
+    pipe.zremrangebyscore(keys.events, "-inf", now - ttl)
+    pipe.execute()
+
+
 def store_envelope(client: redis.Redis, keys: Keys, envelope: Envelope, ttl: int) -> None:
     """Keep the envelope so the trace can show what came in."""
     client.set(keys.event(str(envelope["event_id"])), encode(envelope), ex=ttl)
