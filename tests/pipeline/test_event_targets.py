@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from clockify_relay.admin import checks
+from clockify_relay.admin import checks, service
 from clockify_relay.connectors import registry
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.pipeline import delivery
@@ -20,6 +20,7 @@ from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import RetryPolicy, Settings
 from tests.fixture_loader import fixture_json
+from tests.inline_worker import run_queued
 from tests.pipeline.conftest import entry_payload, envelope, everit_section
 
 
@@ -100,10 +101,19 @@ def test_failures_retry_dead_letter_and_replay_like_any_target(rt: Runtime) -> N
     [letter] = rt.dlq.list()
     assert (letter.target, letter.error_kind) == ("echo", "TransientError")
     rt.redis.set(rt.keys.cache("echo") + ":fail", "permanent")
-    assert delivery.replay(rt, letter)[0] is False
+    rt.redis.delete(rt.keys.queue)  # the retry this test ran by hand
+    service.replay_many(rt, [letter])
+    assert run_queued(rt) == 1
     [letter] = rt.dlq.list()
-    replayed = delivery.replay(rt, letter, force=True)
-    assert replayed == (True, "applied: echoed " + event["event_type"])
+    assert letter.error_kind == "PermanentError"
+    assert rt.control.replay_states([letter.id])[letter.id]["state"] == "failed"
+    service.replay_many(rt, [letter], force=True)
+    assert run_queued(rt) == 1
+    state = rt.control.replay_states([letter.id])[letter.id]
+    assert (state["state"], state["detail"]) == (
+        "delivered",
+        f"applied: echoed {event['event_type']}",
+    )
     assert rt.dlq.list() == []
     assert echoed(rt) == [[event["event_type"], True]]
 
