@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import html
+import os
 import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +16,9 @@ import httpx
 import orjson
 import pytest
 import redis
-from click.testing import CliRunner
 
-from clockify_relay.cli import main
 from clockify_relay.pipeline import trace
 from clockify_relay.pipeline.dlq import DeadLetterQueue
-from clockify_relay.pipeline.runtime import reset_runtime
 from clockify_relay.redis_conn import Keys
 from clockify_relay.sandbox.server import SandboxServer
 from tests.fixture_loader import USER_ANNA, fixture_bytes, fixture_json
@@ -108,6 +109,28 @@ class Relay:
         wait_until(lambda: self.settled(event_id), timeout=timeout, what=f"event {event_id}")
         return self.outcomes(event_id)
 
+    def operator(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A CLI command from another process that has nothing but Redis: no config, no
+        target credential (the workers hold those)."""
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "REDIS_URL": self.env["REDIS_URL"],
+            "RELAY_KEY_PREFIX": self.env["RELAY_KEY_PREFIX"],
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "clockify_relay", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=tempfile.mkdtemp(),
+        )
+
+    def restart_worker(self) -> None:
+        """As after a config change: a new worker process reads the new config."""
+        self.worker.stop()
+        self.worker = start_worker(self.env)
+
     def stop(self) -> None:
         self.worker.stop()
         self.receiver.stop()
@@ -182,11 +205,10 @@ def test_400_goes_to_dlq_then_replay_delivers_once(
     assert "InvalidByJira" in letter.error
     assert worklogs(relay.sandbox) == []
 
-    for name, value in relay.env.items():
-        monkeypatch.setenv(name, value)
-    reset_runtime()
-    result = CliRunner().invoke(main, ["dlq", "replay", letter.id])
-    assert result.exit_code == 0, result.output
+    result = relay.operator("dlq", "replay", letter.id, "--wait", "--timeout", "60", "-o", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [replayed] = orjson.loads(result.stdout)["results"]
+    assert (replayed["state"], replayed["ok"]) == ("delivered", True), replayed
     assert len(worklogs(relay.sandbox)) == 1
     assert relay.dlq.count() == 0
     # Replaying again is a no-op, never a second worklog.
@@ -215,21 +237,22 @@ def test_config_error_479_then_fixed_config_and_replay(
         [letter] = relay.dlq.list()
         assert letter.status == 479
 
-        # Replay with the config unchanged fails again and stays, with the attempt recorded.
-        for name, value in relay.env.items():
-            monkeypatch.setenv(name, value)
-        reset_runtime()
-        again = CliRunner().invoke(main, ["dlq", "replay", letter.id])
-        assert again.exit_code != 0
+        # Replay with the config unchanged fails again and stays, with the attempt recorded
+        # and the original error first in its history.
+        again = relay.operator("dlq", "replay", letter.id, "--wait", "--timeout", "60")
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert "failed" in again.stdout
         [still] = relay.dlq.list()
         assert still.attempts > letter.attempts
+        assert still.history[0] == letter.history[0] and len(still.history) == 2
         assert worklogs(sandbox) == []
 
-        # The operator fixes the mapping and replays: delivered once.
+        # The operator fixes the mapping, the workers restart with it, and the replay from a
+        # shell with nothing but Redis delivers once.
         relay_config(tmp_path, sandbox, account="acc-with-license")
-        reset_runtime()
-        fixed = CliRunner().invoke(main, ["dlq", "replay", "--all"])
-        assert fixed.exit_code == 0, fixed.output
+        relay.restart_worker()
+        fixed = relay.operator("dlq", "replay", "--all", "--wait", "--timeout", "60")
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
         [worklog] = worklogs(sandbox)
         assert worklog["_headers"]["x-everit-on-behalf-account"] == "acc-with-license"
         assert relay.dlq.count() == 0
@@ -306,3 +329,30 @@ def test_retries_exhausted_go_to_the_dlq(relay: Relay) -> None:
     assert "retries exhausted" in letter.error
     assert letter.attempts == 4
     assert worklogs(relay.sandbox) == []
+
+
+def test_pause_holds_events_without_dead_letters_and_resume_delivers_them_in_order(
+    relay: Relay,
+) -> None:
+    paused = relay.operator("targets", "pause", "everit", "--reason", "upgrade")
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    created = relay.post("NEW_TIME_ENTRY")
+    updated = relay.post("TIME_ENTRY_UPDATED")
+    for event in (created, updated):
+        wait_until(lambda e=event: "held" in relay.outcomes(e["event_id"]), timeout=30, what="held")
+    assert worklogs(relay.sandbox) == [] and relay.dlq.count() == 0
+    listed = orjson.loads(relay.operator("targets", "list", "-o", "json").stdout)
+    [everit] = [t for t in listed["targets"] if t["target"] == "everit"]
+    assert (everit["state"], everit["held"]) == ("paused", 2)
+
+    resumed = relay.operator("targets", "resume", "everit", "-o", "json")
+    assert orjson.loads(resumed.stdout)["released"] == 2
+    assert relay.wait_settled(created["event_id"])[-1] == "applied"
+    assert relay.wait_settled(updated["event_id"])[-1] == "applied"
+    [worklog] = worklogs(relay.sandbox)  # created, then updated: in order, once
+    assert worklog["description"] == html.unescape(
+        fixture_json("TIME_ENTRY_UPDATED")["description"]
+    )
+    listed_events = orjson.loads(relay.operator("events", "list", "-o", "json").stdout)
+    by_id = {e["event_id"]: e for e in listed_events["events"]}
+    assert by_id[created["event_id"]]["outcomes"] == {"everit": "applied"}
