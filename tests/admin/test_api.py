@@ -458,3 +458,11 @@ def test_options_and_unserved_methods_answer_405_listing_every_method_of_the_pat
                 assert response.status_code == 405, (probe, concrete)
                 allowed = {m.strip() for m in response.headers["allow"].split(",")}
                 assert allowed == expected, (probe, concrete)
+
+
+def test_a_fixed_path_is_never_served_as_a_letter_id(api: TestClient) -> None:
+    for path in ("/admin/dlq/replay", "/admin/dlq/purge"):
+        response = api.get(path)
+        assert response.status_code == 405, path
+        assert response.headers["allow"] == "POST"
+        assert "error" in response.json()

@@ -30,7 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 
 from clockify_relay.admin import service, tokens
 from clockify_relay.pipeline.runtime import Runtime
@@ -371,6 +372,16 @@ class AdminApi:
         return [Mount("/admin", routes=[_route(p, **h) for p, h in by_path.items()])]
 
 
+class _PathOwningRoute(Route):
+    """A route that owns its path: a method it does not serve is answered 405 here, never
+    handed on to a later route whose pattern matches too (Starlette would serve ``GET
+    /admin/dlq/replay`` as the dead letter "replay")."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        return (Match.FULL if match == Match.PARTIAL else match), child_scope
+
+
 def _route(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
     """One route serving several methods of one path, each with its own handler.
 
@@ -384,7 +395,7 @@ def _route(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> R
         method = "GET" if request.method == "HEAD" else request.method
         return await by_method[method](request)
 
-    return Route(path, endpoint, methods=list(by_method))
+    return _PathOwningRoute(path, endpoint, methods=list(by_method))
 
 
 def admin_routes(settings: Settings) -> list[BaseRoute]:
