@@ -356,12 +356,17 @@ def test_unmapped_blikk_user_dead_letters_then_replays_once_mapped(
     assert "Anna Lindqvist" in letter.error
     assert blikk_reports(sandbox) == []
 
-    # The operator adds the mapping and replays the letter.
+    # The operator adds the mapping, restarts the workers and replays the letter; the CLI
+    # needs only Redis: the workers deliver it.
     write_config(tmp_path / "relay.toml", blikk_user=True)
-    for name, value in relay.env.items():
-        monkeypatch.setenv(name, value)
+    for worker in relay.workers:
+        worker.stop()
+    relay.workers = [start_worker(relay.env)]
+    monkeypatch.setenv("REDIS_URL", relay.env["REDIS_URL"])
+    monkeypatch.setenv("RELAY_KEY_PREFIX", relay.env["RELAY_KEY_PREFIX"])
+    monkeypatch.delenv("RELAY_CONFIG", raising=False)
     reset_runtime()
-    result = CliRunner().invoke(main, ["dlq", "replay", letter.id])
+    result = CliRunner().invoke(main, ["dlq", "replay", letter.id, "--wait", "--timeout", "60"])
     assert result.exit_code == 0, result.output
     assert blikk_of(sandbox, ENTRY_MAIN) == [("2026-03-10", 1.5)]
     assert relay.dlq.count() == 0
