@@ -38,7 +38,8 @@ from clockify_relay.settings import Settings
 # its own connection only, and the accepted body a duplicate points to may have been written on
 # another connection and not be replicated yet (its 202 became a 503 and Clockify retries). A
 # write here puts this connection's replication offset past it, so the duplicate's 200 waits
-# for it too.
+# for it too. (Redis 7.0 also counts a script call that wrote nothing; the touch does not
+# depend on that.)
 INGEST_SCRIPT = """
 local last = redis.call('GET', KEYS[1])
 if last then
