@@ -157,11 +157,11 @@ class RedisHA:
         # Ready when each sentinel knows the others and every replica.
         for node in self.sentinels:
             client = node.client(decode_responses=True)
-            wait_until(
-                lambda c=client: _sentinel_sees(c, len(self.replicas), count - 1),
-                timeout=30,
-                what=f"{node.name} sees the others",
-            )
+
+            def sees_all(client: redis.Redis = client) -> bool:
+                return _sentinel_sees(client, len(self.replicas), count - 1)
+
+            wait_until(sees_all, timeout=30, what=f"{node.name} sees the others")
             client.close()
 
     @property
@@ -173,16 +173,14 @@ class RedisHA:
         for node in self.sentinels:
             client = node.client()
             try:
-                host, port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+                address: Any = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+                host, port = address
                 return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
             except redis.RedisError:
                 continue
             finally:
                 client.close()
         raise AssertionError("no sentinel answers")
-
-    def node_at(self, port: int) -> Node:
-        return next(n for n in self.nodes if n.port == port)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -343,8 +341,10 @@ def test_failover_under_load_loses_no_accepted_event(ha: RedisHA) -> None:
     assert accepted - in_outbox == set(), f"{len(accepted - in_outbox)} accepted, not in outbox"
     assert accepted - in_queue == set(), f"{len(accepted - in_queue)} accepted, not queued"
 
-    status = replication_status(
-        load_settings({k: v for k, v in env.items() if k.startswith(("REDIS", "RELAY"))})
+    settings = load_settings({k: v for k, v in env.items() if k.startswith(("REDIS", "RELAY"))})
+    # Every sentinel learns of the new master (over its hello channel) within a few seconds.
+    status = wait_until(
+        lambda: (r := replication_status(settings))["ok"] and r, timeout=20, what="status ok"
     )
     assert status["mode"] == "sentinel"
     assert status["master"] == f"{new_host}:{new_port}"
@@ -425,7 +425,7 @@ def test_wait_answers_503_while_the_replica_is_stopped_and_202_once_it_runs(
 
 @pytest.mark.integration
 @pytest.mark.timeout(120)
-def test_worker_consumes_through_sentinel(ha: RedisHA) -> None:
+def test_worker_consumes_through_sentinel_and_after_a_failover(ha: RedisHA) -> None:
     ha.start_data_nodes(replicas=1)
     ha.start_sentinels(3)
     assert ha.master is not None
@@ -449,6 +449,30 @@ def test_worker_consumes_through_sentinel(ha: RedisHA) -> None:
         wait_until(lambda: master.llen(keys.queue) == 0, what="queue drained")
         wait_until(lambda: master.hlen(f"{prefix}unacked") == 0, what="message acked")
         wait_until(lambda: master.hlen(keys.outbox()) == 0, what="outbox emptied")
+
+        # Failover: the worker (kombu, and its own Redis client) follows the sentinels.
+        ha.master.process.kill()
+        old_port = ha.master.port
+        host, port = wait_until(
+            lambda: (a := ha.master_address())[1] != old_port and a, timeout=40, what="failover"
+        )
+        new_master = redis.Redis(host=host, port=port, db=3)
+        with httpx.Client(timeout=10) as client:
+            response = wait_until(
+                lambda: (
+                    (r := _post(client, url, _body("sentinel-worker-2"))).status_code == 202 and r
+                ),
+                timeout=30,
+                what="202 after the failover",
+            )
+        event_id = response.json()["event_id"]
+        wait_until(
+            lambda: trace.read(new_master, keys, event_id)[1],
+            timeout=60,
+            what="routed after the failover",
+        )
+        wait_until(lambda: new_master.hlen(keys.outbox()) == 0, what="outbox emptied")
+        new_master.close()
     finally:
         if worker is not None:
             worker.stop()
