@@ -118,7 +118,11 @@ class RedisHA:
             command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
         node = Node(name, port, process, directory)
-        wait_until(lambda: _pings(node), timeout=10, what=f"{name} up")
+        try:
+            wait_until(lambda: _pings(node), timeout=10, what=f"{name} up")
+        except BaseException:
+            node.kill()  # not in the cluster's lists yet: ``stop`` would miss it
+            raise
         return node
 
     def start_data_nodes(self, replicas: int) -> None:
@@ -517,6 +521,10 @@ def test_sentinel_settings_are_read_and_checked() -> None:
         ({"REDIS_SENTINELS": "fd00::5:26379"}, "is not host:port"),
         ({"REDIS_SENTINELS": "a:1"}, "REDIS_SENTINEL_MASTER is not"),
         ({"REDIS_SENTINEL_MASTER": "relay"}, "REDIS_SENTINELS is not"),
+        (
+            {"REDIS_SENTINELS": "a:1", "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "rediss://h/0"},
+            "REDIS_URL must be a redis:// URL",
+        ),
         ({"RELAY_REDIS_MIN_REPLICAS": "-1"}, "RELAY_REDIS_MIN_REPLICAS must be 0 or more"),
         ({"RELAY_REDIS_MIN_REPLICAS": "one"}, "RELAY_REDIS_MIN_REPLICAS must be a whole"),
         ({"RELAY_REDIS_WAIT_TIMEOUT_MS": "0"}, "RELAY_REDIS_WAIT_TIMEOUT_MS must be 1 or more"),

@@ -514,6 +514,14 @@ def _redis_ha(env: Mapping[str, str], redis_timeout: float) -> dict[str, Any]:
             "REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not: list the sentinels as"
             " host:port, comma separated"
         )
+    url = env.get("REDIS_URL") or ""
+    if sentinels and url and not url.startswith("redis://"):
+        # Its host and port are not used; a TLS (rediss://) or socket URL would silently lose
+        # what it asks for.
+        raise ConfigurationError(
+            "with REDIS_SENTINELS, REDIS_URL must be a redis:// URL (only its database number,"
+            f" user and password are used); got scheme {url.partition(':')[0]!r}"
+        )
     password = env.get("REDIS_SENTINEL_PASSWORD")
     min_replicas = _int(env, "RELAY_REDIS_MIN_REPLICAS", 0)
     wait_ms = _int(env, "RELAY_REDIS_WAIT_TIMEOUT_MS", 500)
