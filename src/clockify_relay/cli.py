@@ -167,7 +167,8 @@ def run(
     sandbox_port: int,
     sandbox_reread: bool,
 ) -> None:
-    """Receiver, worker and scheduler together on one machine (embedded Redis if no REDIS_URL)."""
+    """Receiver, worker and scheduler together on one machine (embedded Redis if neither
+    REDIS_URL nor REDIS_SENTINELS is set)."""
     from clockify_relay.embedded_redis import EmbeddedRedis
 
     data_dir = data_dir.resolve()
@@ -179,7 +180,7 @@ def run(
     config_path = invocation().config_path
     if config_path is not None:
         env["RELAY_CONFIG"] = str(config_path)
-    if not env.get("REDIS_URL"):
+    if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         embedded = EmbeddedRedis(data_dir / "redis").start()
         env["REDIS_URL"] = embedded.url
         click.echo(f"embedded Redis at {embedded.url} (data in {data_dir / 'redis'})")

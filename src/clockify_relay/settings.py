@@ -81,6 +81,16 @@ class Settings:
     redis_url: str | None = None
     key_prefix: str = "relay:"
     redis_timeout: float = 1.0
+    # Redis Sentinel (README "Redis high availability"): when ``redis_sentinels`` is set, every
+    # client finds the master ``redis_sentinel_master`` through them; REDIS_URL then gives only
+    # the database number and the data nodes' user and password.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: Secret | None = None
+    # WAIT after ingest: a 202 only once this many replicas acknowledged the writes (0 = off),
+    # waiting at most ``redis_wait_timeout_ms``.
+    redis_min_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
     config_path: Path | None = None
 
     # Webhook verification (docs/ARCHITECTURE.md §2).
@@ -130,6 +140,11 @@ class Settings:
     targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The whole TOML document, for sections other modules own (e.g. [users], [projects]).
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """Every Redis client goes through Sentinel (REDIS_SENTINELS is set)."""
+        return bool(self.redis_sentinels)
 
     @property
     def stale_after(self) -> float:
@@ -470,6 +485,72 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {value!r}") from None
 
 
+def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """Parse ``REDIS_SENTINELS``: comma separated ``host:port`` (an IPv6 host in brackets,
+    ``[::1]:26379``); ConfigurationError naming the item that is not one."""
+    sentinels: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port_text = item.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            host = ""  # an IPv6 address without brackets: its port cannot be told apart
+        port = int(port_text) if port_text.isdigit() else 0
+        if not sep or not host or any(c in host for c in "/@ ") or not 0 < port < 65536:
+            raise ConfigurationError(
+                f"REDIS_SENTINELS: {item!r} is not host:port (e.g. 10.0.0.5:26379,"
+                " [fd00::5]:26379); separate sentinels with commas"
+            )
+        sentinels.append((host, port))
+    return tuple(sentinels)
+
+
+def _redis_ha(env: Mapping[str, str], redis_timeout: float) -> dict[str, Any]:
+    """The Sentinel and WAIT settings, checked together (ConfigurationError)."""
+    sentinels = parse_sentinels(env.get("REDIS_SENTINELS", ""))
+    master = (env.get("REDIS_SENTINEL_MASTER") or "").strip() or None
+    if sentinels and not master:
+        raise ConfigurationError(
+            "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: name the master the"
+            " sentinels monitor (their `sentinel monitor <name> …` line)"
+        )
+    if master and not sentinels:
+        raise ConfigurationError(
+            "REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not: list the sentinels as"
+            " host:port, comma separated"
+        )
+    url = env.get("REDIS_URL") or ""
+    if sentinels and url and not url.startswith("redis://"):
+        # Its host and port are not used; a TLS (rediss://) or socket URL would silently lose
+        # what it asks for.
+        raise ConfigurationError(
+            "with REDIS_SENTINELS, REDIS_URL must be a redis:// URL (only its database number,"
+            f" user and password are used); got scheme {url.partition(':')[0]!r}"
+        )
+    password = env.get("REDIS_SENTINEL_PASSWORD")
+    min_replicas = _int(env, "RELAY_REDIS_MIN_REPLICAS", 0)
+    wait_ms = _int(env, "RELAY_REDIS_WAIT_TIMEOUT_MS", 500)
+    if min_replicas < 0:
+        raise ConfigurationError(f"RELAY_REDIS_MIN_REPLICAS must be 0 or more, got {min_replicas}")
+    if wait_ms < 1:
+        # WAIT with timeout 0 blocks for ever.
+        raise ConfigurationError(f"RELAY_REDIS_WAIT_TIMEOUT_MS must be 1 or more, got {wait_ms}")
+    if min_replicas and wait_ms >= redis_timeout * 1000:
+        raise ConfigurationError(
+            f"RELAY_REDIS_WAIT_TIMEOUT_MS ({wait_ms}) must be below RELAY_REDIS_TIMEOUT"
+            f" ({redis_timeout:g} s): the receiver's read would time out before WAIT answers"
+        )
+    return {
+        "redis_sentinels": sentinels,
+        "redis_sentinel_master": master,
+        "redis_sentinel_password": Secret(password) if password else None,
+        "redis_min_replicas": min_replicas,
+        "redis_wait_timeout_ms": wait_ms,
+    }
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -541,10 +622,12 @@ def load_settings(
     relay = doc.get("relay", {})
     api_key = env.get("CLOCKIFY_API_KEY")
     admin_secret = env.get("RELAY_ADMIN_JWT_SECRET")
+    redis_timeout = _float(env, "RELAY_REDIS_TIMEOUT", 1.0)
     return Settings(
         redis_url=env.get("REDIS_URL") or None,
         key_prefix=env.get("RELAY_KEY_PREFIX") or "relay:",
-        redis_timeout=_float(env, "RELAY_REDIS_TIMEOUT", 1.0),
+        redis_timeout=redis_timeout,
+        **_redis_ha(env, redis_timeout),
         config_path=path,
         webhook_tokens=parse_tokens(env.get("CLOCKIFY_WEBHOOK_TOKENS", "")),
         addon_key=env.get("CLOCKIFY_ADDON_KEY") or None,

@@ -9,7 +9,9 @@ Answers (always JSON; every 4xx carries an ``error`` message):
   not process (nesting, numbers, dates beyond the limits in ``clockify.models``; a time entry
   or approval that does not parse) / a ``workspaceId`` that is not a string; 401 bad or
   missing token, or an add-on token whose workspace is not the body's; 405 wrong method; 413
-  body over the limit; 503 + Retry-After when Redis cannot be reached
+  body over the limit; 503 + Retry-After when Redis cannot be reached (a Sentinel failover
+  included), or, with ``RELAY_REDIS_MIN_REPLICAS``, when fewer replicas acknowledged the write
+  within ``RELAY_REDIS_WAIT_TIMEOUT_MS``
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from clockify_relay.receiver.http import (
     json_response,
     read_body,
 )
-from clockify_relay.receiver.ingest import Ingestor
+from clockify_relay.receiver.ingest import Ingestor, NotReplicated
 from clockify_relay.redis_conn import Keys, async_client
 from clockify_relay.settings import Settings
 
@@ -131,6 +133,13 @@ class Receiver:
             return error(400, f"{event_type} payload: {exc}")
         try:
             result = await self.ingestor.ingest(event_type, workspace_id or "", entity_id, raw)
+        except NotReplicated as exc:
+            # Maybe queued on the master, but not safe from a failover: never 2xx. The body
+            # Clockify sends again is absorbed as a duplicate (or queued again after a failover).
+            log.warning("write not replicated, answered 503: %s", exc)
+            return error(
+                503, "queue not replicated, retry later", {"Retry-After": RETRY_AFTER_SECONDS}
+            )
         except (RedisError, OSError) as exc:
             # Not queued: never 2xx. Clockify retries non-2xx answers.
             log.warning("queue unavailable, answered 503: %s", type(exc).__name__)

@@ -4,6 +4,11 @@ The Lua script runs the writes in the order docs/ARCHITECTURE.md §3 asks for �
 publish (LPUSH of the Celery message) → dedup key — and, being atomic, cannot stop half-way.
 Redis answers only after the script's writes are applied (and fsynced, with
 ``appendfsync always``), so a 202 always means the message is in the queue.
+
+Replication is asynchronous: a master that fails over before its replicas have a write loses
+it. With ``RELAY_REDIS_MIN_REPLICAS`` > 0 the scripts are followed by ``WAIT numreplicas
+timeout`` *on the same connection* (one pipeline: WAIT covers the writes of the connection it is
+sent on), and a 202 also means that many replicas have the message.
 """
 
 from __future__ import annotations
@@ -17,21 +22,32 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from clockify_relay.pipeline.messages import route_message
 from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
 
 # KEYS: dedup, sequence, queue, outbox, outbox waiting, outbox counter.  ARGV: digest, event
-# id, message head, message tail, dedup ttl, sequence ttl.  Returns {0, event id of the
-# duplicate} or {1, sequence}. The message is recorded in the outbox (pipeline/outbox.py) under
-# the event id, numbered in queue order, so it survives a worker that loses it.
+# id, message head, message tail, dedup ttl, sequence ttl, '1' to touch the dedup key of a
+# duplicate.  Returns {0, event id of the duplicate} or {1, sequence}. The message is recorded
+# in the outbox (pipeline/outbox.py) under the event id, numbered in queue order, so it
+# survives a worker that loses it.
+#
+# The touch (the same value written again, TTL kept) is for WAIT: WAIT waits for the writes of
+# its own connection only, and the accepted body a duplicate points to may have been written on
+# another connection and not be replicated yet (its 202 became a 503 and Clockify retries). A
+# write here puts this connection's replication offset past it, so the duplicate's 200 waits
+# for it too. (Redis 7.0 also counts a script call that wrote nothing; the touch does not
+# depend on that.)
 INGEST_SCRIPT = """
 local last = redis.call('GET', KEYS[1])
 if last then
   local sep = string.find(last, '|', 1, true)
   if sep and string.sub(last, 1, sep - 1) == ARGV[1] then
+    if ARGV[7] == '1' then
+      redis.call('SET', KEYS[1], last, 'KEEPTTL')
+    end
     return {0, string.sub(last, sep + 1)}
   end
 end
@@ -44,6 +60,17 @@ redis.call('LPUSH', KEYS[3], message)
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
 return {1, seq}
 """
+
+
+class NotReplicated(RedisError):
+    """The scripts ran on the master but WAIT saw fewer replicas acknowledge them than
+    ``RELAY_REDIS_MIN_REPLICAS`` within ``RELAY_REDIS_WAIT_TIMEOUT_MS``; answered 503."""
+
+    def __init__(self, acknowledged: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(
+            f"{acknowledged} of {wanted} replica(s) acknowledged the write within {timeout_ms} ms"
+        )
+        self.acknowledged = acknowledged
 
 
 @dataclass(frozen=True)
@@ -86,11 +113,18 @@ class ScriptBatcher:
     the client's per-call cost (packing, pool checkout, socket I/O) that dominates the
     receiver's CPU. Each script call stays atomic on its own; a connection failure fails every
     call of the batch (each answered 503), and a call whose caller went away still completes.
+
+    With ``wait`` = (replicas, timeout ms), every pipeline ends with ``WAIT replicas timeout``:
+    a pipeline runs on one connection, so that WAIT covers every script of the batch, and a
+    batch it finds short of replicas fails every call with :class:`NotReplicated`.
     """
 
-    def __init__(self, client: aioredis.Redis, source: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, source: str, wait: tuple[int, int] | None = None
+    ) -> None:
         self.client = client
         self.source = source
+        self.wait = wait
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
         self.pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
         self.flush_scheduled = False
@@ -146,7 +180,22 @@ class ScriptBatcher:
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
             pipe.evalsha(self.sha, *call)
-        return list(await pipe.execute(raise_on_error=False))
+        if self.wait is None:
+            return list(await pipe.execute(raise_on_error=False))
+        replicas, timeout_ms = self.wait
+        pipe.wait(replicas, timeout_ms)
+        *results, acknowledged = await pipe.execute(raise_on_error=False)
+        if isinstance(acknowledged, Exception):
+            raise acknowledged
+        if int(acknowledged) < replicas:
+            # The scripts may have queued their messages on the master all the same: the 503
+            # makes Clockify send the body again, and the receiver or the workers absorb the
+            # second copy (docs/ARCHITECTURE.md §3, ingest order: a failure part-way may queue
+            # twice, never answer 2xx for what is not safely queued). A NOSCRIPT call did not
+            # run and is sent again (``_execute``) with its own WAIT.
+            failure = NotReplicated(int(acknowledged), replicas, timeout_ms)
+            return [r if isinstance(r, NoScriptError) else failure for r in results]
+        return results
 
 
 class Ingestor:
@@ -156,7 +205,13 @@ class Ingestor:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.client = client
-        self.script = ScriptBatcher(client, INGEST_SCRIPT)
+        self.touch_duplicates = settings.redis_min_replicas > 0
+        wait = (
+            (settings.redis_min_replicas, settings.redis_wait_timeout_ms)
+            if settings.redis_min_replicas > 0
+            else None
+        )
+        self.script = ScriptBatcher(client, INGEST_SCRIPT, wait)
 
     async def ingest(
         self, event_type: str, workspace_id: str, entity_id: str, raw_body: bytes
@@ -183,6 +238,7 @@ class Ingestor:
                 tail,
                 self.settings.dedup_window,
                 self.settings.state_ttl,
+                "1" if self.touch_duplicates else "0",
             ],
         )
         if int(status) == 0:
