@@ -104,6 +104,8 @@ def serve(host: str, port: int, workers: int, admin_port: int | None) -> None:
 
 def worker_argv(concurrency: int, log_level: str, quiet: bool = False) -> list[str]:
     return [
+        # JSON logs: no banner on stdout between the lines (a global option of ``celery``).
+        *(["--quiet"] if quiet else []),
         "worker",
         "--concurrency",
         str(concurrency),
@@ -114,8 +116,6 @@ def worker_argv(concurrency: int, log_level: str, quiet: bool = False) -> list[s
         # A node name of its own per worker process on a host (pid), not celery@<host> for all.
         "--hostname",
         f"relay-{os.getpid()}@%h",
-        # JSON logs: no banner on stdout between the lines.
-        *(["--quiet"] if quiet else []),
     ]
 
 

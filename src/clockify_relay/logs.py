@@ -141,5 +141,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Set up this process's logging (worker, scheduler, CLI commands that run long)."""
+    """Set up this process's logging (worker, scheduler, CLI commands that run long); Python
+    warnings become log lines too (``py.warnings``), not raw text between them."""
     logging.config.dictConfig(logging_config(settings))
+    logging.captureWarnings(True)

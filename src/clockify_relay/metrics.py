@@ -19,8 +19,9 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import prometheus_client
 import redis
@@ -111,8 +112,9 @@ def observe_webhook(event_type: str, status: int, seconds: float) -> None:
     ACK_SECONDS.labels(str(status)).observe(seconds)
 
 
-def observe_step(stage: str, outcome: str, target: str | None, **fields: object) -> None:
-    """Count one traced step of an event (pipeline/trace.py ``record``)."""
+def observe_step(stage: str, outcome: str, target: str | None, fields: Mapping[str, Any]) -> None:
+    """Count one traced step of an event (pipeline/trace.py ``record``; ``fields``: the trace
+    record)."""
     if stage == "route":
         ROUTED.labels(str(fields.get("event_type") or "unknown")).inc()
         return

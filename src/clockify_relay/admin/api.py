@@ -165,7 +165,14 @@ class AdminApi:
             log.info("admin %s %s refused: %s", request.method, request.url.path, exc)
             return error(401, str(exc), UNAUTHORIZED_HEADERS)
         # Audit trail: who did what (the subject is a name, never the token).
-        log.info("admin %s %s by %s", request.method, request.url.path, claims.get("sub", "?"))
+        subject = str(claims.get("sub", "?"))
+        log.info(
+            "admin %s %s by %s",
+            request.method,
+            request.url.path,
+            subject,
+            extra={"admin_subject": subject, "method": request.method, "path": request.url.path},
+        )
         return None
 
     async def _json_body(self, request: Request) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def observe(event_id: str, envelope: Envelope | None, entry: dict[str, Any]) -> 
         stage = str(entry.get("stage", ""))
         outcome = str(entry.get("outcome", ""))
         target = entry.get("target")
-        metrics.observe_step(stage, outcome, target, **entry)
+        metrics.observe_step(stage, outcome, target, entry)
         level, message = _LINES.get((stage, outcome), (logging.INFO, f"{stage} {outcome}"))
         if outcome == "dead-lettered" and "error" not in entry:
             entry = {**entry, "error": entry.get("reason")}
@@ -80,7 +80,7 @@ def observe(event_id: str, envelope: Envelope | None, entry: dict[str, Any]) -> 
         extra.update((name, entry[name]) for name in _LOGGED if name in entry)
         log.log(level, message, extra=extra)
     except Exception:  # a log or metric problem must not fail a delivery
-        logging.getLogger(__name__).debug("could not log a trace record", exc_info=True)
+        log.warning("could not log or count a trace record", exc_info=True)
 
 
 def store_envelope(client: redis.Redis, keys: Keys, envelope: Envelope, ttl: int) -> None:
