@@ -45,6 +45,7 @@ def serve_receiver(
     import uvicorn
 
     from clockify_relay.asgi import admin_app, create_app
+    from clockify_relay.logs import logging_config
     from clockify_relay.receiver.connection import KEEP_ALIVE_TIMEOUT
 
     options: dict[str, Any] = {
@@ -55,6 +56,8 @@ def serve_receiver(
         "http": "clockify_relay.receiver.connection:GuardedHttpToolsProtocol",
         "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
         "log_level": settings.log_level.lower(),
+        # The relay's format (logs.py) for uvicorn's loggers and ours, in every process.
+        "log_config": logging_config(settings),
         "access_log": False,
         "proxy_headers": True,
     }
@@ -73,6 +76,9 @@ def serve_receiver(
         # config path given on the command line reaches them the same way.
         if settings.config_path is not None:
             os.environ["RELAY_CONFIG"] = str(settings.config_path)
+        from clockify_relay.metrics import multiprocess_for_children
+
+        multiprocess_for_children()  # one /metrics for every uvicorn process
         factory = "create_app" if admin_port is None else "create_receiver_app"
         uvicorn.run(f"clockify_relay.asgi:{factory}", factory=True, workers=workers, **options)
     finally:
@@ -96,8 +102,10 @@ def serve(host: str, port: int, workers: int, admin_port: int | None) -> None:
     serve_receiver(invocation().settings, host, port, workers, admin_port)
 
 
-def worker_argv(concurrency: int, log_level: str) -> list[str]:
+def worker_argv(concurrency: int, log_level: str, quiet: bool = False) -> list[str]:
     return [
+        # JSON logs: no banner on stdout between the lines (a global option of ``celery``).
+        *(["--quiet"] if quiet else []),
         "worker",
         "--concurrency",
         str(concurrency),
@@ -119,11 +127,26 @@ def worker_argv(concurrency: int, log_level: str) -> list[str]:
     show_default=True,
     help="also run the scheduler (exactly one process per deployment may)",
 )
-def worker(concurrency: int, beat: bool) -> None:
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="RELAY_WORKER_METRICS_PORT",
+    help="Serve Prometheus metrics of every pool process on this port (0: off).",
+)
+def worker(concurrency: int, beat: bool, metrics_port: int) -> None:
     """Run a Celery worker that delivers queued events."""
+    from clockify_relay.logs import log_format
     from clockify_relay.pipeline import scheduler as relay_scheduler
     from clockify_relay.pipeline.celery_app import make_celery
+    from clockify_relay.pipeline.observe import prepare_worker
 
+    settings = invocation().settings
+    try:
+        prepare_worker(settings, metrics_port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     rt = invocation().runtime  # forked pool processes inherit it
     try:
         # Refuse a visibility timeout a delivery could outlive before taking any message.
@@ -132,7 +155,8 @@ def worker(concurrency: int, beat: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if beat:
         relay_scheduler.start_thread(rt)
-    make_celery(rt.settings).worker_main(worker_argv(concurrency, rt.settings.log_level))
+    quiet = log_format(settings) == "json"
+    make_celery(rt.settings).worker_main(worker_argv(concurrency, rt.settings.log_level, quiet))
 
 
 @main.command()
@@ -220,13 +244,14 @@ def scheduler() -> None:
     import logging
     import threading
 
+    from clockify_relay.logs import configure_logging
     from clockify_relay.pipeline import scheduler as relay_scheduler
 
+    configure_logging(invocation().settings)
     rt = invocation().runtime
-    logging.basicConfig(level=rt.settings.log_level.upper())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo("scheduler running")
+    logging.getLogger("clockify_relay.scheduler").info("scheduler running")
     with contextlib.suppress(KeyboardInterrupt):
         relay_scheduler.run(rt, stop)
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import redis
 
+from clockify_relay import metrics
 from clockify_relay.errors import TransientError
 
 # KEYS[1]: the schedule key. ARGV[1]: interval (µs). ARGV[2]: max wait (µs; -1 = unbounded).
@@ -91,6 +92,7 @@ class RateLimiter:
         *,
         padding: float = 0.0,
         max_wait: float | None = None,
+        name: str = "other",
     ) -> None:
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive")
@@ -101,6 +103,8 @@ class RateLimiter:
         self.rate_per_second = rate_per_second
         self.interval = 1.0 / rate_per_second + padding
         self.max_wait = max_wait
+        # The ``target`` label of the wait metric; never the key, which may derive from a secret.
+        self.name = name
         self._acquire = redis_client.register_script(_ACQUIRE)
         self._hold_off = redis_client.register_script(_HOLD_OFF)
 
@@ -129,8 +133,9 @@ class RateLimiter:
         return Slot(at=int(float(result[2])) / _MICRO, wait=wait)
 
     def acquire(self) -> float:
-        """Block until this caller's slot; return the seconds waited."""
+        """Block until this caller's slot; return the seconds waited (and count it)."""
         wait = self.reserve().wait
+        metrics.observe_rate_wait(self.name, wait)
         if wait > 0:
             time.sleep(wait)
         return wait

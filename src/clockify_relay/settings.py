@@ -108,6 +108,8 @@ class Settings:
     state_ttl: int = 400 * 24 * 3600
 
     log_level: str = "info"
+    # "json" or "text"; None: text when stderr is a terminal, else JSON (logs.py).
+    log_format: str | None = None
 
     # Worker.
     visibility_timeout: int = 600
@@ -413,6 +415,23 @@ def _problems(doc: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
             (_int if kind is int else _float)(env, name, 0)
         except ConfigurationError as exc:
             problems.append(exc.message)
+    problems += _log_problems(env)
+    return problems
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_problems(env: Mapping[str, str]) -> list[str]:
+    """RELAY_LOG_FORMAT and RELAY_LOG_LEVEL, when set, must name a known value."""
+    problems = []
+    log_format = (env.get("RELAY_LOG_FORMAT") or "").strip().lower()
+    if log_format and log_format not in LOG_FORMATS:
+        problems.append(f"RELAY_LOG_FORMAT must be json or text, not {log_format!r}")
+    level = (env.get("RELAY_LOG_LEVEL") or "").strip().lower()
+    if level and level not in LOG_LEVELS:
+        problems.append(f"RELAY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
     return problems
 
 
@@ -643,6 +662,7 @@ def load_settings(
             env, "RELAY_VISIBILITY_TIMEOUT", int(relay.get("visibility_timeout", 600))
         ),
         log_level=env.get("RELAY_LOG_LEVEL") or "info",
+        log_format=(env.get("RELAY_LOG_FORMAT") or "").strip().lower() or None,
         lost_after=_float(env, "RELAY_LOST_AFTER", 30.0),
         max_resends=_int(env, "RELAY_MAX_RESENDS", 5),
         breaker_failures=_int(env, "RELAY_BREAKER_FAILURES", 10),

@@ -347,16 +347,3 @@ def test_bodies_a_worker_could_not_process_are_400_and_never_queued(
     # The limits themselves are accepted.
     at_limit = with_changes(n=2**63 - 1, m=-(2**63) + 1, customFieldValues=nested(31))
     assert post(client, at_limit).status_code == 202
-
-
-def test_metrics_count_answers_and_show_queue_sizes(client: TestClient) -> None:
-    post(client, entry())
-    post(client, entry())
-    post(client, entry(), token="wrong")
-    text = client.get("/metrics").text
-    assert 'clockify_relay_webhooks_total{status="202"} 1' in text
-    assert 'clockify_relay_webhooks_total{status="200"} 1' in text
-    assert 'clockify_relay_webhooks_total{status="401"} 1' in text
-    assert "clockify_relay_queue_depth 1" in text
-    assert "clockify_relay_dead_letters 0" in text
-    assert "clockify_relay_redis_up 1" in text

@@ -178,7 +178,7 @@ class AdminApi:
             request.method,
             request.url.path,
             subject,
-            extra={"admin_subject": subject},
+            extra={"admin_subject": subject, "method": request.method, "path": request.url.path},
         )
         return None
 

@@ -71,6 +71,7 @@ class ClockifyClient(BaseClient):
                 Keys(settings.key_prefix).ratelimit(f"clockify:{key_id}"),
                 settings.clockify_rate_per_second,
                 max_wait=30.0,
+                name="clockify",
             )
 
     def before_request(self) -> None:

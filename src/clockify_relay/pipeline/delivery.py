@@ -86,6 +86,7 @@ def fan_out(
         rt.keys,
         event_id,
         ttl,
+        envelope=envelope,
         stage="route",
         outcome="received",
         event_type=envelope["event_type"],
@@ -129,6 +130,7 @@ def trace_delivery(rt: Runtime, envelope: Envelope, target: str, **fields: Any) 
         rt.keys,
         envelope["event_id"],
         rt.settings.trace_ttl,
+        envelope=envelope,
         stage="deliver",
         target=target,
         **fields,
@@ -139,6 +141,7 @@ def run_delivery(
     rt: Runtime, target: str, envelope: Envelope, attempt: int = 1, force: bool = False
 ) -> Outcome:
     """Deliver once and trace it; raises the relay error on failure (traced too)."""
+    started = time.monotonic()
     try:
         outcome = rt.engine(target, str(envelope["event_type"])).deliver(envelope, force=force)
     except RelayError as exc:
@@ -147,6 +150,7 @@ def run_delivery(
             envelope,
             target,
             attempt=attempt,
+            seconds=round(time.monotonic() - started, 3),
             outcome="failed",
             error_kind=exc.kind,
             error=exc.message,
@@ -159,6 +163,7 @@ def run_delivery(
         envelope,
         target,
         attempt=attempt,
+        seconds=round(time.monotonic() - started, 3),
         outcome=outcome.action,
         reason=outcome.reason,
         operations=outcome.operations or None,

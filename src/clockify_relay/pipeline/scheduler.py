@@ -18,6 +18,7 @@ from typing import cast
 
 from redis.exceptions import RedisError
 
+from clockify_relay import metrics
 from clockify_relay.errors import RelayError
 from clockify_relay.pipeline.dlq import ROUTE_TARGET
 from clockify_relay.pipeline.messages import ROUTE_TASK, Envelope
@@ -58,7 +59,11 @@ def sweep_once(rt: Runtime) -> tuple[int, int]:
         max_resends=settings.max_resends,
     )
     for message_id in result.resent:
-        log.warning("message %s was lost before a worker took it; queued again", message_id)
+        log.warning(
+            "message %s was lost before a worker took it; queued again",
+            message_id,
+            extra={"message_id": message_id},
+        )
     for message_id, message in result.given_up.items():
         target, envelope = message_delivery(message_id, message)
         error = RelayError(
@@ -67,7 +72,20 @@ def sweep_once(rt: Runtime) -> tuple[int, int]:
         )
         rt.dlq.add(target, envelope, error, settings.max_resends + 1)
         rt.outbox.commit(done=message_id)
-        log.error("message %s given up on and dead-lettered (target %s)", message_id, target)
+        metrics.DEAD_LETTERED.labels(target).inc()
+        log.error(
+            "message %s given up on and dead-lettered (target %s)",
+            message_id,
+            target,
+            extra={
+                "message_id": message_id,
+                "event_id": envelope.get("event_id"),
+                "entry_id": envelope.get("entity_id"),
+                "event_type": envelope.get("event_type"),
+                "target": target,
+                "error": error.message,
+            },
+        )
     return len(result.resent), len(result.given_up)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -33,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clockify_relay import metrics
 from clockify_relay.clockify.models import (
     APPROVAL_EVENTS,
     ROUTED_EVENTS,
@@ -77,12 +78,26 @@ class Receiver:
         self.verifier = WebhookVerifier(settings)
         self.ingestor = Ingestor(settings, client)
         self.keys = Keys(settings.key_prefix)
-        self.answers: Counter[int] = Counter()
 
     async def webhook(self, request: Request) -> Response:
-        """POST /webhooks/clockify (counted by answer status for /metrics)."""
+        """POST /webhooks/clockify (counted by event type and answer status, timed, for
+        /metrics; a refusal is logged with its reason, never with the body)."""
+        started = time.perf_counter()
         response = await self._webhook(request)
-        self.answers[response.status_code] += 1
+        event_type = request.headers.get("clockify-webhook-event-type", "").strip()
+        status = response.status_code
+        metrics.observe_webhook(event_type, status, time.perf_counter() - started)
+        if status >= 400:
+            level = logging.WARNING if status >= 500 else logging.INFO
+            log.log(
+                level,
+                "webhook refused",
+                extra={
+                    "status": status,
+                    "event_type": event_type[:64] or None,
+                    "reason": _error_text(response),
+                },
+            )
         return response
 
     async def _webhook(self, request: Request) -> Response:
@@ -101,6 +116,7 @@ class Receiver:
                 )
             except VerificationError as exc:
                 return error(401, str(exc))
+            log.debug("ignored", extra={"event_type": event_type[:64]})
             return json_response(
                 200,
                 {
@@ -146,10 +162,13 @@ class Receiver:
             return error(
                 503, "queue unavailable, retry later", {"Retry-After": RETRY_AFTER_SECONDS}
             )
+        ids = {"event_id": result.event_id, "entry_id": entity_id, "event_type": event_type}
         if result.queued:
+            log.info("received", extra={**ids, "sequence": result.sequence})
             return json_response(
                 202, {"status": "queued", "event_id": result.event_id, "sequence": result.sequence}
             )
+        log.info("duplicate", extra=ids)
         return json_response(200, {"status": "duplicate", "event_id": result.event_id})
 
     async def healthz(self, request: Request) -> Response:
@@ -165,36 +184,21 @@ class Receiver:
         return json_response(200, {"status": "ready"})
 
     async def metrics(self, request: Request) -> Response:
-        """Prometheus text: this process's webhook answers, and queue/DLQ/parked sizes."""
-        lines = [
-            "# HELP clockify_relay_webhooks_total Webhook answers of this process by status.",
-            "# TYPE clockify_relay_webhooks_total counter",
-            *(
-                f'clockify_relay_webhooks_total{{status="{status}"}} {count}'
-                for status, count in sorted(self.answers.items())
-            ),
-        ]
+        """Prometheus text (metrics.py): webhook answers and ack latency (every receiver
+        process's, in multiprocess mode), and the queue, dead-letter and parked sizes read
+        from Redis now (``clockify_relay_redis_up 0`` when it does not answer: still 200)."""
+        sizes: tuple[int, int, int] | None
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.llen(self.keys.queue)
             pipe.hlen(self.keys.dlq)
             pipe.zcard(self.keys.parked)
             queued, dead, parked = await pipe.execute()
+            sizes = (int(queued), int(dead), int(parked))
         except (RedisError, OSError):
-            lines += ["# Redis unreachable: gauges omitted", "clockify_relay_redis_up 0"]
-        else:
-            for name, value, text in (
-                ("queue_depth", queued, "Messages waiting in the Celery queue."),
-                ("dead_letters", dead, "Deliveries in the dead-letter queue."),
-                ("parked", parked, "Deliveries parked for a long wait."),
-            ):
-                lines += [
-                    f"# HELP clockify_relay_{name} {text}",
-                    f"# TYPE clockify_relay_{name} gauge",
-                    f"clockify_relay_{name} {value}",
-                ]
-            lines.append("clockify_relay_redis_up 1")
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+            sizes = None
+        text = metrics.exposition(metrics.RedisGauges(lambda: sizes))
+        return Response(text, media_type=metrics.CONTENT_TYPE)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -203,6 +207,16 @@ class Receiver:
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
         ]
+
+
+def _error_text(response: Response) -> str | None:
+    """The ``error`` message of one of our JSON error answers (never the request body)."""
+    try:
+        body = orjson.loads(bytes(response.body))
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        return None
+    error_text = body.get("error") if isinstance(body, dict) else None
+    return str(error_text)[:200] if error_text else None
 
 
 class CollapseLeadingSlashes:

@@ -62,6 +62,7 @@ class BlikkClient(BaseClient):
             config.rate_per_second,
             padding=config.rate_padding,
             max_wait=config.rate_max_wait,
+            name="blikk",
         )
         self.tokens = TokenCache(
             redis_client,
