@@ -22,7 +22,6 @@ metrics.use_multiprocess_dir(sys.argv[1])
 def work(n):
     for _ in range(n):
         metrics.observe_step("deliver", "applied", "everit", {"seconds": 0.01})
-    metrics.set_target_state("everit", paused=False, breaker=True)
 
 ctx = multiprocessing.get_context("fork")
 children = [ctx.Process(target=work, args=(n,)) for n in (3, 4)]
@@ -31,7 +30,8 @@ for child in children:
 for child in children:
     child.join()
     metrics.mark_process_dead(child.pid)
-print(metrics.exposition(metrics.RedisGauges(lambda: (5, 1, 2))).decode())
+snapshot = metrics.RedisSnapshot(5, 1, 2, {"everit": True})
+print(metrics.exposition(metrics.RedisGauges(lambda: snapshot)).decode())
 """
 
 
@@ -71,12 +71,14 @@ def test_redis_down_is_redis_up_0_without_sizes() -> None:
     assert ("clockify_relay_queue_depth", frozenset()) not in found
 
 
-def test_target_state_gauge() -> None:
-    metrics.set_target_state("toy-target", paused=True, breaker=False)
-    found = parse(metrics.exposition().decode())
+def test_paused_targets_are_read_from_the_paused_hash() -> None:
+    raw = {b"everit": b'{"breaker": false}', b"blikk": b'{"breaker": true}', b"odd": b"[1]"}
+    assert metrics.read_paused(raw) == {"everit": False, "blikk": True, "odd": False}
+    snapshot = metrics.RedisSnapshot(0, 0, 0, metrics.read_paused(raw))
+    found = parse(metrics.exposition(metrics.RedisGauges(lambda: snapshot)).decode())
     name = "clockify_relay_target_paused"
-    assert found[(name, frozenset({("target", "toy-target"), ("reason", "operator")}))] == 1
-    assert found[(name, frozenset({("target", "toy-target"), ("reason", "breaker")}))] == 0
+    assert found[(name, frozenset({("target", "everit"), ("reason", "operator")}))] == 1
+    assert found[(name, frozenset({("target", "blikk"), ("reason", "breaker")}))] == 1
 
 
 def test_webhook_event_type_label_is_bounded() -> None:

@@ -20,12 +20,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import prometheus_client
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -80,23 +82,7 @@ RATE_LIMIT_WAIT = Histogram(
     ["target"],
     buckets=(0, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-TARGET_PAUSED = Gauge(
-    "clockify_relay_target_paused",
-    "1 while deliveries to a target are held back, by reason (operator: paused by an "
-    "operator; breaker: its circuit breaker is open), else 0.",
-    ["target", "reason"],
-    multiprocess_mode="mostrecent",
-)
-
 DELIVERY_OUTCOMES = frozenset({"applied", "deleted", "skipped", "failed"})
-
-
-def set_target_state(target: str, paused: bool, breaker: bool) -> None:
-    """Publish whether ``target`` is held back: ``paused`` by an operator (pause/resume), or
-    by its circuit ``breaker`` being open. Call it whenever either changes or is read (any
-    process may; in multiprocess mode the most recent value of each wins)."""
-    TARGET_PAUSED.labels(target, "operator").set(1 if paused else 0)
-    TARGET_PAUSED.labels(target, "breaker").set(1 if breaker else 0)
 
 
 def webhook_event_type(header: str) -> str:
@@ -220,26 +206,62 @@ def exposition(*extra: Collector) -> bytes:
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
 
+@dataclass(frozen=True)
+class RedisSnapshot:
+    """What the gauges read from Redis at scrape time: queue, dead-letter and parked sizes, and
+    the paused targets (target → True when its circuit breaker paused it, False for an
+    operator's pause; pipeline/control.py)."""
+
+    queued: int
+    dead: int
+    parked: int
+    paused: Mapping[str, bool] = field(default_factory=dict)
+
+
+def read_paused(raw: Mapping[bytes, bytes]) -> dict[str, bool]:
+    """The ``paused`` hash as target → paused by the breaker (a record that does not parse
+    counts as an operator's pause)."""
+    paused = {}
+    for target, value in raw.items():
+        try:
+            breaker = bool(orjson.loads(value).get("breaker"))
+        except (orjson.JSONDecodeError, AttributeError):
+            breaker = False
+        paused[target.decode()] = breaker
+    return paused
+
+
 class RedisGauges:
-    """Queue depth, dead letters and parked deliveries, read when scraped.
+    """Queue depth, dead letters, parked deliveries and paused targets, read when scraped.
 
-    ``read`` returns the three sizes, or None when Redis did not answer (then only
-    ``clockify_relay_redis_up 0``)."""
+    ``read`` returns a :class:`RedisSnapshot`, or None when Redis did not answer (then only
+    ``clockify_relay_redis_up 0``). Read from Redis, so a pause set by the CLI or by another
+    process's breaker shows in every scrape."""
 
-    def __init__(self, read: Callable[[], tuple[int, int, int] | None]) -> None:
+    def __init__(self, read: Callable[[], RedisSnapshot | None]) -> None:
         self.read = read
 
     def collect(self) -> Iterable[prometheus_client.Metric]:
-        sizes = self.read()
+        snapshot = self.read()
         up = GaugeMetricFamily("clockify_relay_redis_up", "1 when Redis answered this scrape.")
-        up.add_metric([], 0 if sizes is None else 1)
+        up.add_metric([], 0 if snapshot is None else 1)
         yield up
-        if sizes is None:
+        if snapshot is None:
             return
+        sizes = (snapshot.queued, snapshot.dead, snapshot.parked)
         for (name, text), value in zip(REDIS_GAUGES, sizes, strict=True):
             family = GaugeMetricFamily(name, text)
             family.add_metric([], value)
             yield family
+        paused = GaugeMetricFamily(
+            "clockify_relay_target_paused",
+            "1 while a target's deliveries are held, by reason (operator: paused by an "
+            "operator; breaker: its circuit breaker is open); absent while it runs.",
+            labels=["target", "reason"],
+        )
+        for target, breaker in sorted(snapshot.paused.items()):
+            paused.add_metric([target, "breaker" if breaker else "operator"], 1)
+        yield paused
 
 
 REDIS_GAUGES = (
@@ -249,24 +271,25 @@ REDIS_GAUGES = (
 )
 
 
-def start_worker_exporter(port: int, read: Callable[[], tuple[int, int, int] | None]) -> None:
+def start_worker_exporter(port: int, read: Callable[[], RedisSnapshot | None]) -> None:
     """Serve every worker process's metrics (and the Redis gauges) on ``port`` from a thread
     of the worker's main process."""
     prometheus_client.start_http_server(port, registry=registry(RedisGauges(read)))
 
 
-def redis_sizes(client: redis.Redis, keys: Keys) -> Callable[[], tuple[int, int, int] | None]:
-    """A reader of the three Redis sizes over a blocking client (the worker's exporter)."""
+def redis_sizes(client: redis.Redis, keys: Keys) -> Callable[[], RedisSnapshot | None]:
+    """A reader of the Redis snapshot over a blocking client (the worker's exporter)."""
 
-    def read() -> tuple[int, int, int] | None:
+    def read() -> RedisSnapshot | None:
         try:
             pipe = client.pipeline(transaction=False)
             pipe.llen(keys.queue)
             pipe.hlen(keys.dlq)
             pipe.zcard(keys.parked)
-            queued, dead, parked = pipe.execute()
+            pipe.hgetall(keys.paused)
+            queued, dead, parked, paused = pipe.execute()
         except (redis.RedisError, OSError):
             return None
-        return int(queued), int(dead), int(parked)
+        return RedisSnapshot(int(queued), int(dead), int(parked), read_paused(paused))
 
     return read

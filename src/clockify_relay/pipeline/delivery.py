@@ -112,7 +112,7 @@ def give_up_or_requeue(
         if count <= rt.settings.max_resends:
             raise Reject(type(exc).__name__, requeue=True)
         error = RelayError(f"failed {count} times: {type(exc).__name__} (see the worker log)")
-        rt.dlq.add(target, envelope, error, count)
+        dead_letter(rt, target, envelope, error, count)
         rt.outbox.commit(done=message_id)
         if replay is not None:
             rt.control.note_replay(replay, "failed", error=error.message)

@@ -185,19 +185,23 @@ class Receiver:
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text (metrics.py): webhook answers and ack latency (every receiver
-        process's, in multiprocess mode), and the queue, dead-letter and parked sizes read
-        from Redis now (``clockify_relay_redis_up 0`` when it does not answer: still 200)."""
-        sizes: tuple[int, int, int] | None
+        process's, in multiprocess mode), and the queue, dead-letter and parked sizes and the
+        paused targets read from Redis now (``clockify_relay_redis_up 0`` when it does not
+        answer: still 200)."""
+        snapshot: metrics.RedisSnapshot | None
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.llen(self.keys.queue)
             pipe.hlen(self.keys.dlq)
             pipe.zcard(self.keys.parked)
-            queued, dead, parked = await pipe.execute()
-            sizes = (int(queued), int(dead), int(parked))
+            pipe.hgetall(self.keys.paused)
+            queued, dead, parked, paused = await pipe.execute()
+            snapshot = metrics.RedisSnapshot(
+                int(queued), int(dead), int(parked), metrics.read_paused(paused)
+            )
         except (RedisError, OSError):
-            sizes = None
-        text = metrics.exposition(metrics.RedisGauges(lambda: sizes))
+            snapshot = None
+        text = metrics.exposition(metrics.RedisGauges(lambda: snapshot))
         return Response(text, media_type=metrics.CONTENT_TYPE)
 
     def routes(self) -> list[BaseRoute]:
