@@ -9,6 +9,13 @@
   by kombu between BRPOP and its unacked record is queued again by the scheduler.
 - publishing retries briefly and then fails, so callers learn fast that Redis is gone.
 - every key under the relay's prefix (``global_keyprefix``), so tenants and tests share a Redis.
+- stopping (SIGTERM, as Kubernetes and compose send it) is Celery's *soft shutdown*: the worker
+  command runs with ``REMAP_SIGTERM=SIGQUIT`` (cli.py), so SIGTERM starts a cold shutdown that
+  first lets running tasks finish for ``worker_soft_shutdown_timeout``
+  (``RELAY_SOFT_SHUTDOWN_TIMEOUT``), then cancels what is still running and hands its messages
+  back to the queue (kombu restores unacked messages when the channel closes), all before the
+  orchestrator's SIGKILL (``terminationGracePeriodSeconds`` is larger: deploy/kubernetes).
+- the main process touches a heartbeat file from its event loop (``pipeline/heartbeat.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import logging
 
 from celery import Celery
 
+from clockify_relay.pipeline import heartbeat
 from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.redis_conn import redis_url
 from clockify_relay.settings import Settings
@@ -57,6 +65,9 @@ def make_celery(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Celery 5.5+: a time-limited warm shutdown before the cold one (see the module doc).
+        worker_soft_shutdown_timeout=settings.soft_shutdown_timeout,
         enable_utc=True,
     )
+    heartbeat.install(app, settings.heartbeat_file)
     return app
