@@ -66,6 +66,9 @@ class Heartbeat(bootsteps.StartStopStep):
         with contextlib.suppress(OSError):
             self.path.unlink()
 
+    def terminate(self, parent: Any) -> None:  # a cold shutdown (SIGTERM here) calls this
+        self.stop(parent)
+
     def beat(self) -> None:
         try:
             touch(self.path)
