@@ -238,7 +238,9 @@ def worker_alive(max_age: float) -> None:
 
 @main.command()
 def scheduler() -> None:
-    """Run the scheduler: releases parked deliveries, re-queues lost messages. Run one."""
+    """Run the scheduler: releases parked deliveries, re-queues lost messages. Run one.
+
+    It touches RELAY_HEARTBEAT_FILE on every turn (liveness: worker-alive)."""
     import logging
     import threading
 
@@ -250,7 +252,7 @@ def scheduler() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo("scheduler running")
     with contextlib.suppress(KeyboardInterrupt):
-        relay_scheduler.run(rt, stop)
+        relay_scheduler.run(rt, stop, rt.settings.heartbeat_file)
 
 
 def _start_sandbox_mode(

@@ -72,6 +72,15 @@ def test_heartbeat_is_fresh_while_the_loop_runs_and_stale_when_it_stops(
     assert not beat.exists()  # a stopped worker leaves no heartbeat behind
 
 
+def test_the_scheduler_beats_too(redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    beat = tmp_path / "scheduler.heartbeat"
+    env = relay_env(redis_url, key_prefix, RELAY_HEARTBEAT_FILE=str(beat))
+    with RelayProcess(["scheduler"], env) as scheduler:
+        scheduler.wait_for_log("scheduler running")
+        wait_until(beat.exists, what="heartbeat file")
+        assert worker_alive(beat, 10) == 0
+
+
 def everit_config(tmp_path: Path, sandbox: SandboxServer, timeout: float) -> Path:
     path = tmp_path / "relay.toml"
     path.write_text(

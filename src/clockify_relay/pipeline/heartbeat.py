@@ -31,6 +31,14 @@ def touch(path: Path) -> None:
     os.utime(path)
 
 
+def beat(path: Path) -> None:
+    """Touch ``path``; a failure is logged, never raised (the probe will tell)."""
+    try:
+        touch(path)
+    except OSError as exc:
+        logger.warning("cannot touch heartbeat file %s: %s", path, exc)
+
+
 def age(path: Path, now: float | None = None) -> float | None:
     """Seconds since ``path`` was last touched, or None when there is no such file."""
     try:
@@ -70,10 +78,7 @@ class Heartbeat(bootsteps.StartStopStep):
         self.stop(parent)
 
     def beat(self) -> None:
-        try:
-            touch(self.path)
-        except OSError as exc:  # the probe will tell; the worker itself can go on
-            logger.warning("cannot touch heartbeat file %s: %s", self.path, exc)
+        beat(self.path)
 
 
 def install(app: Celery, path: Path) -> None:
