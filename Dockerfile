@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN useradd --system --uid 10001 --gid 0 --no-create-home --shell /usr/sbin/nologin relay
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin relay
 WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone: a change to the source reuses this layer.
