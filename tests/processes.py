@@ -25,6 +25,9 @@ def relay_env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
         RELAY_KEY_PREFIX=key_prefix,
         RELAY_LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
+        # A worker stopped while busy waits this long (Celery's soft shutdown sleeps it out),
+        # well within RelayProcess.stop's 20 s before it kills.
+        RELAY_SOFT_SHUTDOWN_TIMEOUT="5",
     )
     env.update(extra)
     return env

@@ -46,7 +46,7 @@ def serve_receiver(
 
     from clockify_relay.asgi import admin_app, create_app
     from clockify_relay.logs import logging_config
-    from clockify_relay.receiver.connection import KEEP_ALIVE_TIMEOUT
+    from clockify_relay.receiver.connection import BODY_TIMEOUT, HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT
 
     options: dict[str, Any] = {
         "host": host,
@@ -55,6 +55,10 @@ def serve_receiver(
         # An import string, not the class: every worker process imports it itself.
         "http": "clockify_relay.receiver.connection:GuardedHttpToolsProtocol",
         "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
+        # On SIGTERM uvicorn stops accepting and lets requests in flight finish; none can take
+        # longer than the read deadlines plus the answer, so this bound cuts nothing that
+        # could still complete (deploy/kubernetes: terminationGracePeriodSeconds is above it).
+        "timeout_graceful_shutdown": HEAD_TIMEOUT + BODY_TIMEOUT + 5.0,
         "log_level": settings.log_level.lower(),
         # The relay's format (logs.py) for uvicorn's loggers and ours, in every process.
         "log_config": logging_config(settings),
@@ -119,6 +123,19 @@ def worker_argv(concurrency: int, log_level: str, quiet: bool = False) -> list[s
     ]
 
 
+def _exec_with_soft_shutdown() -> None:
+    """Run this worker command again in this process with ``REMAP_SIGTERM=SIGQUIT``.
+
+    billiard reads that variable once, when first imported (before any command runs), and
+    only with it does SIGTERM start Celery's soft shutdown rather than an unbounded warm one
+    (pipeline/celery_app.py). ``exec`` keeps the pid, so a container's PID 1 stays PID 1."""
+    env = {**os.environ, "REMAP_SIGTERM": "SIGQUIT"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "clockify_relay", *sys.argv[1:]]
+    os.execve(sys.executable, argv, env)  # noqa: S606 (this very command, again)
+
+
 @main.command()
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option(
@@ -137,6 +154,8 @@ def worker_argv(concurrency: int, log_level: str, quiet: bool = False) -> list[s
 )
 def worker(concurrency: int, beat: bool, metrics_port: int) -> None:
     """Run a Celery worker that delivers queued events."""
+    from billiard.common import REMAP_SIGTERM
+
     from clockify_relay.logs import log_format
     from clockify_relay.pipeline import scheduler as relay_scheduler
     from clockify_relay.pipeline.celery_app import make_celery
@@ -153,6 +172,8 @@ def worker(concurrency: int, beat: bool, metrics_port: int) -> None:
         rt.check_timing()
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+    if REMAP_SIGTERM != "SIGQUIT":
+        _exec_with_soft_shutdown()
     if beat:
         relay_scheduler.start_thread(rt)
     quiet = log_format(settings) == "json"
@@ -229,7 +250,8 @@ def run(
     finally:
         worker_process.send_signal(signal.SIGTERM)
         try:
-            worker_process.wait(timeout=30)
+            # Its soft shutdown lets running tasks finish first (pipeline/celery_app.py).
+            worker_process.wait(timeout=settings.soft_shutdown_timeout + 15)
         except subprocess.TimeoutExpired:
             worker_process.kill()
         if sandbox_server is not None:
@@ -238,9 +260,36 @@ def run(
             embedded.stop()
 
 
+@main.command("worker-alive")
+@click.option(
+    "--max-age",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="seconds the heartbeat file may be old",
+)
+def worker_alive(max_age: float) -> None:
+    """Liveness probe: exit 0 when this host's worker touched its heartbeat file
+    (RELAY_HEARTBEAT_FILE) within --max-age seconds, else 1."""
+    from clockify_relay.pipeline import heartbeat
+    from clockify_relay.settings import heartbeat_file
+
+    path = heartbeat_file(os.environ)
+    age = heartbeat.age(path)
+    if age is None:
+        click.echo(f"not alive: no heartbeat file {path}", err=True)
+        sys.exit(1)
+    if age > max_age:
+        click.echo(f"not alive: {path} is {age:.0f} s old (max {max_age:.0f} s)", err=True)
+        sys.exit(1)
+    click.echo(f"alive: {path} is {age:.1f} s old")
+
+
 @main.command()
 def scheduler() -> None:
-    """Run the scheduler: releases parked deliveries, re-queues lost messages. Run one."""
+    """Run the scheduler: releases parked deliveries, re-queues lost messages. Run one.
+
+    It touches RELAY_HEARTBEAT_FILE on every turn (liveness: worker-alive)."""
     import logging
     import threading
 
@@ -253,7 +302,7 @@ def scheduler() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.getLogger("clockify_relay.scheduler").info("scheduler running")
     with contextlib.suppress(KeyboardInterrupt):
-        relay_scheduler.run(rt, stop)
+        relay_scheduler.run(rt, stop, rt.settings.heartbeat_file)
 
 
 def _start_sandbox_mode(

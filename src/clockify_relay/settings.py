@@ -25,6 +25,9 @@ from clockify_relay.connectors import registry
 from clockify_relay.errors import ConfigurationError
 
 BUNDLED_ADDON_PUBLIC_KEY = Path(__file__).parent / "clockify" / "clockify-addon-public-key.pem"
+# The file a worker's main process touches from its event loop (pipeline/heartbeat.py); the
+# liveness probe `clockify-relay worker-alive` reads its age.
+DEFAULT_HEARTBEAT_FILE = Path("/tmp/clockify-relay-worker.heartbeat")  # noqa: S108
 
 
 class Secret:
@@ -114,6 +117,10 @@ class Settings:
     # Worker.
     visibility_timeout: int = 600
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat_file: Path = DEFAULT_HEARTBEAT_FILE
+    # Seconds a worker told to stop (SIGTERM) lets running tasks finish before it cancels them
+    # and hands their messages back to the queue (Celery's soft shutdown).
+    soft_shutdown_timeout: float = 30.0
 
     # Outbox sweeper (pipeline/outbox.py): seconds a message may sit between leaving the queue
     # and reaching a worker before it counts as lost, and how often a message may be queued
@@ -225,6 +232,7 @@ NUMBER_ENV = {
     "RELAY_MAX_RESENDS": int,
     "RELAY_BREAKER_FAILURES": int,
     "RELAY_BREAKER_COOLDOWN": float,
+    "RELAY_SOFT_SHUTDOWN_TIMEOUT": float,
     "CLOCKIFY_API_RATE": float,
 }
 
@@ -570,6 +578,12 @@ def _redis_ha(env: Mapping[str, str], redis_timeout: float) -> dict[str, Any]:
     }
 
 
+def heartbeat_file(env: Mapping[str, str]) -> Path:
+    """``RELAY_HEARTBEAT_FILE``, else the default; read alone by the liveness probe, which must
+    not depend on the rest of the configuration."""
+    return Path(env.get("RELAY_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE)
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -667,6 +681,8 @@ def load_settings(
         max_resends=_int(env, "RELAY_MAX_RESENDS", 5),
         breaker_failures=_int(env, "RELAY_BREAKER_FAILURES", 10),
         breaker_cooldown=_float(env, "RELAY_BREAKER_COOLDOWN", 60.0),
+        heartbeat_file=heartbeat_file(env),
+        soft_shutdown_timeout=_float(env, "RELAY_SOFT_SHUTDOWN_TIMEOUT", 30.0),
         retry=_retry_policy(doc.get("retry", {})),
         admin_jwt_secret=Secret(admin_secret) if admin_secret else None,
         clockify_api_key=Secret(api_key) if api_key else None,

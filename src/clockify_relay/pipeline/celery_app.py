@@ -11,6 +11,13 @@
 - every key under the relay's prefix (``global_keyprefix``), so tenants and tests share a Redis.
 - with ``REDIS_SENTINELS``, kombu's ``sentinel://`` transport finds the master through them
   (``broker_url``), and reconnects to the new one after a failover.
+- stopping (SIGTERM, as Kubernetes and compose send it) is Celery's *soft shutdown*: the worker
+  command runs with ``REMAP_SIGTERM=SIGQUIT`` (cli.py), so SIGTERM starts a cold shutdown that
+  first lets running tasks finish for ``worker_soft_shutdown_timeout``
+  (``RELAY_SOFT_SHUTDOWN_TIMEOUT``), then cancels what is still running and hands its messages
+  back to the queue (kombu restores unacked messages when the channel closes), all before the
+  orchestrator's SIGKILL (``terminationGracePeriodSeconds`` is larger: deploy/kubernetes).
+- the main process touches a heartbeat file from its event loop (``pipeline/heartbeat.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from urllib.parse import quote
 
 from celery import Celery
 
+from clockify_relay.pipeline import heartbeat
 from clockify_relay.pipeline.messages import QUEUE
 from clockify_relay.redis_conn import data_node_options, redis_url, sentinel_options
 from clockify_relay.settings import Settings
@@ -88,6 +96,9 @@ def make_celery(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Celery 5.5+: a time-limited warm shutdown before the cold one (see the module doc).
+        worker_soft_shutdown_timeout=settings.soft_shutdown_timeout,
         enable_utc=True,
     )
+    heartbeat.install(app, settings.heartbeat_file)
     return app

@@ -14,12 +14,14 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import cast
 
 from redis.exceptions import RedisError
 
 from clockify_relay import metrics
 from clockify_relay.errors import RelayError
+from clockify_relay.pipeline import heartbeat
 from clockify_relay.pipeline.dlq import ROUTE_TARGET
 from clockify_relay.pipeline.messages import ROUTE_TASK, Envelope
 from clockify_relay.pipeline.runtime import Runtime
@@ -89,8 +91,10 @@ def sweep_once(rt: Runtime) -> tuple[int, int]:
     return len(result.resent), len(result.given_up)
 
 
-def run(rt: Runtime, stop: threading.Event) -> None:
-    """Release and sweep until ``stop`` is set; Redis outages are waited out."""
+def run(rt: Runtime, stop: threading.Event, heartbeat_file: Path | None = None) -> None:
+    """Release and sweep until ``stop`` is set; Redis outages are waited out. With
+    ``heartbeat_file``, touch it on every turn (the ``scheduler`` command's liveness probe,
+    ``clockify-relay worker-alive``, reads its age)."""
     next_sweep = 0.0
     ops = None
     if "mail" in rt.settings.targets:
@@ -98,6 +102,8 @@ def run(rt: Runtime, stop: threading.Event) -> None:
 
         ops = ops_mailer(rt.settings.targets, rt.redis, rt.keys)
     while not stop.is_set():
+        if heartbeat_file is not None:
+            heartbeat.beat(heartbeat_file)
         try:
             rt.outbox.release_due()
             for target in rt.control.release_probes():
