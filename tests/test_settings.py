@@ -199,3 +199,35 @@ def test_the_documented_examples_use_only_known_keys() -> None:
         examples += blocks
     for example in examples:
         assert unknown_keys(tomllib.loads(example), known_document()) == [], example
+
+
+def test_processes_that_never_deliver_need_no_target_credentials(tmp_path: Path) -> None:
+    # The receiver and the operator commands run without SMTP_URL and the like; the worker
+    # (delivering) still refuses to start without it.
+    path = tmp_path / "relay.toml"
+    path.write_text('[targets.mail]\nfrom = "relay@example.com"\n')
+    with pytest.raises(SettingsError, match="SMTP_URL is not set"):
+        load_settings({}, path)
+    settings = load_settings({}, path, delivering=False)
+    assert "mail" in settings.targets
+    path.write_text('[targets.mail]\nfrom = "relay@example.com"\nsmtp_ulr = "x"\n')
+    with pytest.raises(SettingsError, match="smtp_ulr"):
+        load_settings({}, path, delivering=False)  # unknown keys are refused all the same
+
+
+def test_operator_commands_and_the_receiver_load_settings_without_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from clockify_relay.asgi import create_app
+    from clockify_relay.cli import main
+
+    path = tmp_path / "relay.toml"
+    path.write_text('[targets.mail]\nfrom = "relay@example.com"\n')
+    monkeypatch.delenv("SMTP_URL", raising=False)
+    monkeypatch.setenv("RELAY_CONFIG", str(path))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # unreachable: exit 1, not 2
+    assert CliRunner().invoke(main, ["targets", "list"]).exit_code == 1
+    assert CliRunner().invoke(main, ["check"]).exit_code != 0
+    create_app()  # the receiver starts

@@ -27,7 +27,7 @@ def receiver_settings(settings: Settings) -> Settings:
 
 def create_app(settings: Settings | None = None, *, admin: bool = True) -> Starlette:
     """The receiver, with the admin API mounted under /admin when ``admin``."""
-    settings = settings or load_settings()
+    settings = settings or load_settings(delivering=False)
     extra = []
     if admin:
         from clockify_relay.admin.api import admin_routes
@@ -45,4 +45,4 @@ def admin_app(settings: Settings | None = None) -> Starlette:
     """The admin API alone (for a port of its own), with /healthz beside it."""
     from clockify_relay.admin.api import admin_only_app
 
-    return admin_only_app(settings or load_settings())
+    return admin_only_app(settings or load_settings(delivering=False))

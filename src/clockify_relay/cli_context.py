@@ -10,6 +10,13 @@ import click
 from clockify_relay.pipeline.runtime import Runtime, reset_runtime
 from clockify_relay.settings import Settings, load_settings
 
+# Commands that never deliver (docs/ARCHITECTURE.md, "Operator actions go through the
+# workers"): they run without the targets' credentials, so a target's section is not judged
+# by its own config.py there (settings.load_settings ``delivering``).
+NOT_DELIVERING = frozenset(
+    {"serve", "dlq", "events", "targets", "admin-token", "webhooks", "redrive", "backfill"}
+)
+
 
 class Invocation:
     """The settings of this command line (environment + ``--config``), read on first use."""
@@ -19,7 +26,9 @@ class Invocation:
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings(config_path=self.config_path)
+        context = click.get_current_context(silent=True)
+        command = context.find_root().invoked_subcommand if context else None
+        return load_settings(config_path=self.config_path, delivering=command not in NOT_DELIVERING)
 
     @cached_property
     def runtime(self) -> Runtime:

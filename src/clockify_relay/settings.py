@@ -617,9 +617,17 @@ def _retry_policy(section: Mapping[str, Any]) -> RetryPolicy:
 
 
 def load_settings(
-    env: Mapping[str, str] | None = None, config_path: str | Path | None = None
+    env: Mapping[str, str] | None = None,
+    config_path: str | Path | None = None,
+    *,
+    delivering: bool = True,
 ) -> Settings:
-    """Read the environment and the TOML config file into a :class:`Settings`."""
+    """Read the environment and the TOML config file into a :class:`Settings`.
+
+    ``delivering`` false: for a process that never delivers (the receiver, operator commands),
+    which does not get the targets' credentials, so the values only a target's own config.py
+    judges (SMTP_URL set, mail rules) are left to the processes that deliver; unknown keys
+    and malformed values of the relay's own are refused all the same."""
     env = os.environ if env is None else env
     path_value = config_path or env.get("RELAY_CONFIG") or None
     path = Path(path_value) if path_value else None
@@ -634,7 +642,7 @@ def load_settings(
     problems = [
         problem
         for spec in registry.specs()
-        if spec.name in targets
+        if delivering and spec.name in targets
         for problem in spec.section_problems(targets[spec.name], targets)
     ]
     if problems:
