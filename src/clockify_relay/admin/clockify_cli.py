@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from clockify_relay.admin import redrive as redrive_module
 from clockify_relay.admin import webhooks as hooks
 from clockify_relay.admin.service import OpsError, parse_when
 from clockify_relay.cli_context import invocation
@@ -277,7 +278,54 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-COMMANDS: tuple[click.Command, ...] = (webhooks,)
+# --- redrive ---------------------------------------------------------------------------------
+
+
+@click.command("redrive")
+@click.option("--since", required=True, help="ISO date/datetime or age (2h, 3d)")
+@click.option("--until", help="ISO date/datetime or age")
+@click.option("--event-type", "event_types", multiple=True, type=EVENT_TYPE)
+@WORKSPACE
+@OUTPUT
+@_fails_cleanly
+def redrive_cmd(
+    since: str, until: str | None, event_types: tuple[str, ...], workspace: str | None, output: str
+) -> None:
+    """Ingest again every webhook delivery Clockify logged as not answered 2xx (a 503 while
+    Redis was down, a 401 before a token was stored), with the receiver's own dedup and
+    sequencing: a second redrive queues nothing. Only enqueues; the workers deliver."""
+    start = when(since, "--since")
+    assert start is not None
+    if start < datetime.now(UTC) - timedelta(days=redrive_module.LOG_RETENTION_DAYS):
+        click.echo(
+            f"warning: --since is more than {redrive_module.LOG_RETENTION_DAYS} days ago; "
+            "Clockify keeps webhook logs 7 days, older deliveries cannot be redriven "
+            "(backfill can restore those entries)",
+            err=True,
+        )
+    with _context(workspace) as ctx:
+        rows = redrive_module.redrive(
+            ctx.ops, since=start, until=when(until, "--until"), event_types=event_types
+        )
+    counts = redrive_module.summary(rows)
+    if output == "json":
+        _echo_json({"summary": counts, "deliveries": [r.to_json() for r in rows]})
+        return
+    if rows:
+        _console().print(
+            _table(
+                "redriven deliveries",
+                ["responded at", "event type", "entry id", "was", "outcome", "reason"],
+                [
+                    [r.responded_at, r.event_type, r.entry_id, r.status_code, r.outcome, r.reason]
+                    for r in rows
+                ],
+            )
+        )
+    click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+COMMANDS: tuple[click.Command, ...] = (webhooks, redrive_cmd)
 
 
 def register_commands(group: click.Group) -> None:
