@@ -21,9 +21,11 @@ import click
 import orjson
 import redis
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from clockify_relay.admin import backfill as backfill_module
 from clockify_relay.admin import redrive as redrive_module
 from clockify_relay.admin import webhooks as hooks
 from clockify_relay.admin.service import OpsError, parse_when
@@ -325,7 +327,66 @@ def redrive_cmd(
     click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
-COMMANDS: tuple[click.Command, ...] = (webhooks, redrive_cmd)
+# --- backfill --------------------------------------------------------------------------------
+
+
+@click.command("backfill")
+@click.option("--since", required=True, help="ISO date/datetime or age (3d)")
+@click.option("--until", help="ISO date/datetime or age (default: now)")
+@click.option("--user", "user_id", metavar="ID", help="only this Clockify user")
+@WORKSPACE
+@OUTPUT
+@_fails_cleanly
+def backfill_cmd(
+    since: str, until: str | None, user_id: str | None, workspace: str | None, output: str
+) -> None:
+    """Bring the targets in line with Clockify over a period: entries edited or created while
+    webhooks were missed are queued as updates, entries deleted meanwhile as deletes; entries
+    in sync are left alone. Only enqueues; safe to re-run or interrupt."""
+    start = when(since, "--since")
+    end = when(until, "--until") or datetime.now(UTC)
+    assert start is not None
+    if end <= start:
+        raise click.UsageError("--until must be later than --since")
+    with _context(workspace) as ctx, _progress(output == "table") as tick:
+        report = backfill_module.backfill(
+            ctx.ops, ctx.runtime, since=start, until=end, user=user_id, progress=tick
+        )
+    if output == "json":
+        _echo_json(report.to_json())
+        return
+    _console().print(
+        _table(
+            f"backfill {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC",
+            ["", "entries"],
+            [[kind, count] for kind, count in report.counts.items()],
+        )
+    )
+    for item in report.items:
+        if item["result"] == "failed":
+            click.echo(f"failed: {item['entry_id']} ({item['user_id']}): {item['reason']}")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[backfill_module.Progress]:
+    """A rich progress bar over users, on a terminal only."""
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield lambda what, total: None
+        return
+    with Progress(TextColumn("users"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+        task = bar.add_task("users", total=None)
+
+        def tick(what: str, total: int | None) -> None:
+            if what == "users":
+                bar.update(task, total=total)
+            else:
+                bar.advance(task)
+
+        yield tick
+
+
+COMMANDS: tuple[click.Command, ...] = (webhooks, redrive_cmd, backfill_cmd)
 
 
 def register_commands(group: click.Group) -> None:

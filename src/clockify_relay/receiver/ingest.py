@@ -24,11 +24,14 @@ from clockify_relay.redis_conn import Keys
 from clockify_relay.settings import Settings
 
 # KEYS: dedup, sequence, queue, outbox, outbox waiting, outbox counter.  ARGV: digest, event
-# id, message head, message tail, dedup ttl, sequence ttl.  Returns {0, event id of the
-# duplicate} or {1, sequence}. The message is recorded in the outbox (pipeline/outbox.py) under
-# the event id, numbered in queue order, so it survives a worker that loses it.
+# id, message head, message tail, dedup ttl, sequence ttl, bypass ("1": neither checks nor
+# writes the dedup key -- backfill, which must never be swallowed by it nor hide a webhook body
+# behind its own).  Returns {0, event id of the duplicate} or {1, sequence}. The message is
+# recorded in the outbox (pipeline/outbox.py) under the event id, numbered in queue order, so
+# it survives a worker that loses it.
 INGEST_SCRIPT = """
-local last = redis.call('GET', KEYS[1])
+local bypass = ARGV[7] == '1'
+local last = (not bypass) and redis.call('GET', KEYS[1])
 if last then
   local sep = string.find(last, '|', 1, true)
   if sep and string.sub(last, 1, sep - 1) == ARGV[1] then
@@ -41,7 +44,9 @@ local message = ARGV[3] .. seq .. ARGV[4]
 redis.call('HSET', KEYS[4], ARGV[2], message)
 redis.call('ZADD', KEYS[5], redis.call('INCR', KEYS[6]), ARGV[2])
 redis.call('LPUSH', KEYS[3], message)
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
+if not bypass then
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
+end
 return {1, seq}
 """
 
@@ -159,9 +164,16 @@ class Ingestor:
         self.script = ScriptBatcher(client, INGEST_SCRIPT)
 
     async def ingest(
-        self, event_type: str, workspace_id: str, entity_id: str, raw_body: bytes
+        self,
+        event_type: str,
+        workspace_id: str,
+        entity_id: str,
+        raw_body: bytes,
+        *,
+        bypass_dedup: bool = False,
     ) -> IngestResult:
-        """Queue one event unless it repeats the last accepted body; raises RedisError."""
+        """Queue one event unless it repeats the last accepted body (``bypass_dedup``: queue
+        it anyway, dedup key untouched); raises RedisError."""
         event_id = os.urandom(16).hex()
         digest = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
         head, tail = route_message(
@@ -183,6 +195,7 @@ class Ingestor:
                 tail,
                 self.settings.dedup_window,
                 self.settings.state_ttl,
+                "1" if bypass_dedup else "0",
             ],
         )
         if int(status) == 0:
