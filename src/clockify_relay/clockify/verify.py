@@ -159,7 +159,8 @@ class WebhookVerifier:
         if not (tokens or self._public_key is not None):
             raise VerificationError(
                 "webhook verification is not configured, so every request is refused: "
-                "set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY",
+                "set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY, or run "
+                "`clockify-relay webhooks register`",
                 reason="not_configured",
             )
         presented = (signature or "").strip()

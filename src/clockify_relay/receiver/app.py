@@ -270,7 +270,10 @@ def receiver_app(settings: Settings, extra_routes: list[BaseRoute] | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not receiver.verifier.configured:
-            log.error("no webhook verification configured: every webhook will be refused (401)")
+            log.error(
+                "no webhook tokens in the environment and no add-on key: only tokens stored by "
+                "`clockify-relay webhooks register` are accepted"
+            )
         yield
         await client.aclose()
 
