@@ -359,6 +359,9 @@ def _register_subcommands() -> None:
 
     for command in (check, dlq, events, targets, admin_token, bench):
         main.add_command(command)
+    from clockify_relay.admin.clockify_cli import register_commands  # webhooks, redrive, …
+
+    register_commands(main)
 
 
 _register_subcommands()

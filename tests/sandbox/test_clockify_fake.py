@@ -180,3 +180,196 @@ def test_clockify_faults(sandbox: SandboxServer, http: httpx.Client) -> None:
     assert http.get(_entry_url(sandbox), headers=KEY).status_code == 200
     # Seeding is a control route: not counted.
     assert sandbox.state()["requests"]["clockify"] == 2
+
+
+# -- users, per-user listing, webhooks (operator commands) --------------------------------------
+
+API = "sandbox-api"
+
+
+def _api(sandbox: SandboxServer, path: str) -> str:
+    return f"{sandbox.base_urls['clockify']}/v1/workspaces/{WS}{path}"
+
+
+def _fake(sandbox: SandboxServer) -> ClockifyFake:
+    fake = sandbox.sandbox.fakes["clockify"]
+    assert isinstance(fake, ClockifyFake)
+    return fake
+
+
+def _entry_at(entry_id: str, user: str, start: str, end: str) -> dict[str, Any]:
+    return {**ENTRY, "id": entry_id, "userId": user, "timeInterval": {"start": start, "end": end}}
+
+
+def test_users_listed_seeded_and_from_entries(sandbox: SandboxServer, http: httpx.Client) -> None:
+    _fake(sandbox).put_user(WS, "u-seeded", name="Ann", email="ann@example.com")
+    _seed(http, sandbox, _entry_at("e1", "u-entry", "2024-01-01T08:00:00Z", "2024-01-01T09:00:00Z"))
+    r = http.get(_api(sandbox, "/users"), headers=KEY)
+    assert r.status_code == 200
+    users = r.json()
+    assert [u["id"] for u in users] == ["u-seeded", "u-entry"]  # by email, as documented
+    assert set(users[0]) == {
+        "activeWorkspace",
+        "customFields",
+        "defaultWorkspace",
+        "email",
+        "id",
+        "memberships",
+        "name",
+        "profilePicture",
+        "settings",
+        "status",
+    }
+    page = http.get(_api(sandbox, "/users"), params={"page": 2, "page-size": 1}, headers=KEY)
+    assert [u["id"] for u in page.json()] == ["u-entry"]
+    assert http.get(_api(sandbox, "/users")).status_code == 401
+
+
+def test_user_time_entries_paged_and_bounded(sandbox: SandboxServer, http: httpx.Client) -> None:
+    fake = _fake(sandbox)
+    for day in range(1, 6):
+        fake.put_time_entry(
+            _entry_at(f"e{day}", "u1", f"2024-01-0{day}T08:00:00Z", f"2024-01-0{day}T09:00:00Z")
+        )
+    fake.put_time_entry(_entry_at("other", "u2", "2024-01-02T08:00:00Z", "2024-01-02T09:00:00Z"))
+    url = _api(sandbox, "/user/u1/time-entries")
+    params = {"start": "2024-01-02T00:00:00Z", "end": "2024-01-04T23:59:59Z"}
+    body = http.get(url, params=params, headers=KEY).json()
+    assert [e["id"] for e in body] == ["e4", "e3", "e2"]  # newest first
+    assert list(body[0]) == list(REST_KEYS)
+    first = http.get(url, params={**params, "page-size": 2}, headers=KEY).json()
+    second = http.get(url, params={**params, "page-size": 2, "page": 2}, headers=KEY).json()
+    assert [e["id"] for e in first + second] == ["e4", "e3", "e2"]
+    bad = http.get(url, params={"start": "yesterday"}, headers=KEY)
+    assert bad.status_code == 400 and set(bad.json()) == {"message", "code"}
+
+
+def _create(http: httpx.Client, sandbox: SandboxServer, event: str, **extra: Any) -> httpx.Response:
+    spec = {
+        "name": f"hook {event[:20]}",
+        "triggerSource": [WS],
+        "triggerSourceType": "WORKSPACE_ID",
+        "url": "https://relay.example.com/webhooks/clockify",
+        "webhookEvent": event,
+        **extra,
+    }
+    return http.post(_api(sandbox, "/webhooks"), json=spec, headers=KEY)
+
+
+def test_webhook_lifecycle(sandbox: SandboxServer, http: httpx.Client) -> None:
+    _fake(sandbox).add_workspace(WS)
+    created = _create(http, sandbox, "NEW_TIME_ENTRY")
+    assert created.status_code == 201
+    hook = created.json()
+    assert list(hook) == [
+        "authToken",
+        "enabled",
+        "id",
+        "name",
+        "triggerSource",
+        "triggerSourceType",
+        "url",
+        "userId",
+        "webhookEvent",
+        "workspaceId",
+    ]
+    assert hook["enabled"] is True and hook["webhookEvent"] == "NEW_TIME_ENTRY"
+    listed = http.get(_api(sandbox, "/webhooks"), headers=KEY).json()
+    assert listed == {"webhooks": [hook], "workspaceWebhookCount": 1}
+    assert http.get(_api(sandbox, f"/webhooks/{hook['id']}"), headers=KEY).json() == hook
+    rotated = http.patch(_api(sandbox, f"/webhooks/{hook['id']}/token"), headers=KEY).json()
+    assert rotated["authToken"] != hook["authToken"] and rotated["id"] == hook["id"]
+    assert http.delete(_api(sandbox, f"/webhooks/{hook['id']}"), headers=KEY).status_code == 200
+    gone = http.get(_api(sandbox, f"/webhooks/{hook['id']}"), headers=KEY)
+    assert gone.status_code == 404 and set(gone.json()) == {"message", "code"}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"name": "x"}, {"name": "n" * 31}, {"webhookEvent": "NOPE"}, {"triggerSourceType": "X"}],
+)
+def test_webhook_create_validates(
+    sandbox: SandboxServer, http: httpx.Client, extra: dict[str, Any]
+) -> None:
+    _fake(sandbox).add_workspace(WS)
+    assert _create(http, sandbox, "NEW_TIME_ENTRY", **extra).status_code == 400
+
+
+def test_webhook_limits_per_admin_and_workspace(sandbox: SandboxServer, http: httpx.Client) -> None:
+    fake = _fake(sandbox)
+    fake.add_workspace(WS)
+    for _ in range(10):
+        assert _create(http, sandbox, "NEW_TIME_ENTRY").status_code == 201
+    refused = _create(http, sandbox, "NEW_TIME_ENTRY")
+    assert refused.status_code == 400
+    assert "up to 10 webhooks each" in refused.json()["message"]
+    # Another admin's webhooks count toward the workspace's 100.
+    sandbox.reset()
+    fake.add_workspace(WS)
+    for _ in range(100):
+        fake.add_webhook(WS, "NEW_TIME_ENTRY", "https://x.example", user_id="other-admin")
+    refused = _create(http, sandbox, "NEW_TIME_ENTRY")
+    assert refused.status_code == 400 and "100 webhooks" in refused.json()["message"]
+
+
+def test_webhook_logs_filter_and_page(sandbox: SandboxServer, http: httpx.Client) -> None:
+    fake = _fake(sandbox)
+    fake.add_workspace(WS)
+    hook = _create(http, sandbox, "NEW_TIME_ENTRY").json()
+    control = f"{sandbox.url}/_sandbox/clockify/webhook-logs"
+    for status in (200, 503, 202, 401):
+        r = http.post(
+            control,
+            json={
+                "webhookId": hook["id"],
+                "requestBody": {"id": str(status)},
+                "statusCode": status,
+            },
+        )
+        assert r.status_code == 201
+    url = _api(sandbox, f"/webhooks/{hook['id']}/logs")
+    everything = http.post(url, json={"status": "ALL"}, headers=KEY).json()
+    assert [e["statusCode"] for e in everything] == [200, 503, 202, 401]
+    assert list(everything[0]) == [
+        "id",
+        "requestBody",
+        "respondedAt",
+        "responseBody",
+        "statusCode",
+        "webhookId",
+    ]
+    assert everything[1]["requestBody"] == '{"id":"503"}'
+    failed = http.post(url, json={"status": "FAILED"}, headers=KEY).json()
+    assert [e["statusCode"] for e in failed] == [503, 401]
+    newest = http.post(url, json={"sortByNewest": True}, headers=KEY).json()
+    assert newest[0]["statusCode"] == 401
+    paged = http.post(url, params={"page": 1, "size": 3}, json={}, headers=KEY).json()
+    assert [e["statusCode"] for e in paged] == [401]
+    future = http.post(url, json={"from": "2999-01-01T00:00:00Z"}, headers=KEY).json()
+    assert future == []
+
+
+def test_deliver_sends_with_the_token_and_logs(sandbox: SandboxServer, http: httpx.Client) -> None:
+    fake = _fake(sandbox)
+    fake.add_workspace(WS)
+    # The sandbox's own GET-only state route answers a POST with 405: a failed delivery.
+    hook = _create(http, sandbox, "NEW_TIME_ENTRY", url=f"{sandbox.url}/_sandbox/state").json()
+    statuses = fake.deliver("NEW_TIME_ENTRY", ENTRY)
+    assert statuses == [405]
+    logs = sandbox.state()["clockify"]["webhook_logs"]
+    assert [(e["webhookId"], e["statusCode"]) for e in logs] == [(hook["id"], 405)]
+    assert fake.deliver("TIME_ENTRY_UPDATED", ENTRY) == []  # no webhook for that event
+
+
+def test_rate_limit_answers_too_many_requests(sandbox: SandboxServer, http: httpx.Client) -> None:
+    fake = _fake(sandbox)
+    fake.add_workspace(WS)
+    assert (
+        http.put(
+            f"{sandbox.url}/_sandbox/clockify/rate-limit", json={"rate_per_second": 3}
+        ).status_code
+        == 200
+    )
+    answers = [http.get(_api(sandbox, "/users"), headers=KEY).status_code for _ in range(5)]
+    assert answers.count(429) >= 1
+    assert sandbox.state()["clockify"]["too_many_requests"] == answers.count(429)

@@ -9,7 +9,9 @@ error whose description is "Too many requests" -- no status is given. So that an
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -152,3 +154,141 @@ class ClockifyClient(BaseClient):
                 "fix the key or unset it to deliver without re-reading"
             ) from None
         self._proven_workspaces.add(workspace_id)
+
+    # -- users, per-user time entries, webhooks (the operator commands) ----------------------
+    # Every call goes through :meth:`request`, so through the shared rate limiter; the paged
+    # listings retry a transient answer (a "Too many requests" included) a few times.
+
+    def patiently(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """:meth:`request`, retrying a transient failure up to ``PATIENCE`` times."""
+        for attempt in range(PATIENCE):
+            try:
+                return self.request(method, path, **kwargs)
+            except TransientError as exc:
+                if attempt == PATIENCE - 1:
+                    raise
+                time.sleep(min(exc.retry_after or 0.5 * 2**attempt, 30.0))
+        raise AssertionError("unreachable")
+
+    def current_user(self) -> dict[str, Any]:
+        """``GET /v1/user``: the key's user (its id owns the webhooks this key creates)."""
+        data: dict[str, Any] = self.patiently("GET", "/v1/user").json()
+        return data
+
+    def list_users(self, workspace_id: str, page_size: int = 50) -> Iterator[dict[str, Any]]:
+        """Every user of the workspace ("Find all users on workspace", ``status=ALL``), paged."""
+        page = 1
+        while True:
+            batch = self.patiently(
+                "GET",
+                f"/v1/workspaces/{workspace_id}/users",
+                params={"page": page, "page-size": page_size, "status": "ALL"},
+            ).json()
+            yield from batch
+            if len(batch) < page_size:
+                return
+            page += 1
+
+    def list_user_time_entries(
+        self,
+        workspace_id: str,
+        user_id: str,
+        start: datetime,
+        end: datetime,
+        page_size: int = 50,
+    ) -> Iterator[dict[str, Any]]:
+        """A user's time entries between ``start`` and ``end`` ("Get time entries for a user on
+        workspace"), page by page (``page`` from 1, ``page-size``)."""
+        page = 1
+        while True:
+            batch = self.patiently(
+                "GET",
+                f"/v1/workspaces/{workspace_id}/user/{user_id}/time-entries",
+                params={
+                    "start": clockify_time(start),
+                    "end": clockify_time(end),
+                    "page": page,
+                    "page-size": page_size,
+                },
+            ).json()
+            yield from batch
+            if len(batch) < page_size:
+                return
+            page += 1
+
+    def list_webhooks(self, workspace_id: str) -> list[dict[str, Any]]:
+        """ "Get all webhooks on workspace": the ``webhooks`` of its answer."""
+        data = self.patiently("GET", f"/v1/workspaces/{workspace_id}/webhooks").json()
+        hooks: list[dict[str, Any]] = data.get("webhooks") or []
+        return hooks
+
+    def create_webhook(self, workspace_id: str, name: str, url: str, event: str) -> dict[str, Any]:
+        """ "Create webhooks" for the whole workspace (``triggerSourceType`` WORKSPACE_ID); the
+        answer carries the new ``authToken``. Not retried: a lost answer could leave a second
+        webhook, and the caller's next run finds the first by name, URL and event."""
+        data: dict[str, Any] = self.request(
+            "POST",
+            f"/v1/workspaces/{workspace_id}/webhooks",
+            json={
+                "name": name,
+                "triggerSource": [workspace_id],
+                "triggerSourceType": "WORKSPACE_ID",
+                "url": url,
+                "webhookEvent": event,
+            },
+        ).json()
+        return data
+
+    def get_webhook(self, workspace_id: str, webhook_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.patiently(
+            "GET", f"/v1/workspaces/{workspace_id}/webhooks/{webhook_id}"
+        ).json()
+        return data
+
+    def delete_webhook(self, workspace_id: str, webhook_id: str) -> None:
+        self.patiently("DELETE", f"/v1/workspaces/{workspace_id}/webhooks/{webhook_id}")
+
+    def generate_webhook_token(self, workspace_id: str, webhook_id: str) -> dict[str, Any]:
+        """ "Generate new token": the webhook with its new ``authToken``; the old one is invalid
+        at once. Not retried (a lost answer means a token nobody knows: run it again)."""
+        data: dict[str, Any] = self.request(
+            "PATCH", f"/v1/workspaces/{workspace_id}/webhooks/{webhook_id}/token"
+        ).json()
+        return data
+
+    def webhook_logs(
+        self,
+        workspace_id: str,
+        webhook_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str = "ALL",
+        page_size: int = 50,
+    ) -> Iterator[dict[str, Any]]:
+        """ "Get logs for a webhook" (``POST …/logs``, ``page`` from 0, ``size``), oldest first."""
+        body: dict[str, Any] = {"status": status, "sortByNewest": False}
+        if since is not None:
+            body["from"] = clockify_time(since)
+        if until is not None:
+            body["to"] = clockify_time(until)
+        page = 0
+        while True:
+            batch = self.patiently(
+                "POST",
+                f"/v1/workspaces/{workspace_id}/webhooks/{webhook_id}/logs",
+                params={"page": page, "size": page_size},
+                json=body,
+            ).json()
+            yield from batch
+            if len(batch) < page_size:
+                return
+            page += 1
+
+
+PATIENCE = 5
+
+
+def clockify_time(moment: datetime) -> str:
+    """``yyyy-MM-ddThh:mm:ssZ``, the form Clockify's query parameters document."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

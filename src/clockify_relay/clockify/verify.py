@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -111,6 +112,9 @@ class WebhookVerifier:
         self._tokens: tuple[tuple[bytes, str | None], ...] = tuple(
             (_digest(t.token.reveal()), t.event_type) for t in settings.webhook_tokens if t.token
         )
+        # Event types CLOCKIFY_WEBHOOK_TOKENS binds: for them the environment wins over the
+        # tokens ``webhooks register``/``rotate`` stored in Redis (clockify/token_store.py).
+        self._env_event_types = frozenset(t for _, t in self._tokens if t is not None)
         self._addon_key: str | None = settings.addon_key or None
         self._public_key: RSAPublicKey | None = None
         if self._addon_key:
@@ -136,6 +140,7 @@ class WebhookVerifier:
         payload_workspace_id: str | None,
         *,
         body_read: bool = True,
+        stored: Sequence[tuple[bytes, str]] = (),
     ) -> Verified:
         """Verify one request; return how it was verified or raise :class:`VerificationError`.
 
@@ -144,11 +149,18 @@ class WebhookVerifier:
         ``workspaceId`` (None when the body has none or it is not a string). An add-on JWT's
         ``workspaceId`` claim must equal it — a body without one cannot prove its workspace —
         unless ``body_read`` is False (an ignored event type, whose body is not parsed).
+        ``stored`` are ``(SHA-256 digest, event type)`` pairs of tokens kept in Redis (the
+        receiver's TokenCache); they count for event types the environment does not bind.
         """
-        if not self.configured:
+        extra = tuple(
+            (digest, bound) for digest, bound in stored if bound not in self._env_event_types
+        )
+        tokens = self._tokens + extra
+        if not (tokens or self._public_key is not None):
             raise VerificationError(
                 "webhook verification is not configured, so every request is refused: "
-                "set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY",
+                "set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY, or run "
+                "`clockify-relay webhooks register`",
                 reason="not_configured",
             )
         presented = (signature or "").strip()
@@ -158,13 +170,13 @@ class WebhookVerifier:
             raise VerificationError(f"{SIGNATURE_HEADER} header is too long", reason="bad_token")
 
         event_type = event_type.strip()
-        if self._tokens:
+        if tokens:
             presented_digest = _digest(presented)
             valid_here = False
             valid_elsewhere = False
             # Every configured token is compared, whatever matched before: the time taken must
             # not tell which (or whether an earlier) token matched. Bitwise | never short-cuts.
-            for digest, bound_to in self._tokens:
+            for digest, bound_to in tokens:
                 same = hmac.compare_digest(presented_digest, digest)
                 allowed = bound_to is None or bound_to == event_type
                 valid_here |= same and allowed

@@ -34,6 +34,7 @@ bounds how long a worker that died holding it blocks the entry (docs/ARCHITECTUR
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -113,6 +114,9 @@ class EntryState:
         self.restored_seq = int(raw.get("restored_seq", 0))
         self.owner = raw.get("owner")
         self.day = raw.get("day")  # ISO local day the entry is indexed under (Keys.owner_days)
+        # booking key → digest of the payload last written (booking_digest): an update with the
+        # same payload is skipped ("unchanged"), so a backfill of entries in sync calls nothing.
+        self.hashes = {k[5:]: v for k, v in raw.items() if k.startswith("hash:")}
 
     def _write(self, mapping: dict[Any, Any] | None = None, *remove: str) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -138,7 +142,13 @@ class EntryState:
 
     def drop_id(self, booking_key: str) -> None:
         self.ids.pop(booking_key, None)
-        self._write(None, f"id:{booking_key}")
+        self.hashes.pop(booking_key, None)
+        self._write(None, f"id:{booking_key}", f"hash:{booking_key}")
+
+    def set_hash(self, booking_key: str, digest: str) -> None:
+        if self.hashes.get(booking_key) != digest:
+            self.hashes[booking_key] = digest
+            self._write({f"hash:{booking_key}": digest})
 
     def set_owner(self, owner: str) -> None:
         if owner != self.owner:
@@ -368,19 +378,29 @@ class DeliveryEngine:
             self.connector.delete(entry, state.ids[booking_key])
             state.drop_id(booking_key)
             outcome.operations.append(f"delete {booking_key or 'record'}")
+        unchanged = 0
         for booking_key, booking in desired.items():
+            digest = booking_digest(booking)
             if booking_key in state.ids:
+                if state.hashes.get(booking_key) == digest:
+                    unchanged += 1  # the target holds exactly this already: no call
+                    continue
                 old_id = state.ids[booking_key]
                 self._renew_lock()
                 new_id = self.connector.update(entry, old_id, booking)
                 if new_id != old_id:
                     state.set_id(booking_key, new_id)
+                state.set_hash(booking_key, digest)
                 outcome.operations.append(f"update {booking_key or 'record'} {new_id}")
             else:
                 self._create(entry, state, booking, outcome)
+                if booking_key in state.ids:
+                    state.set_hash(booking_key, digest)
         self._index(entry, state)
         state.set_owner(entry.user_id)
         outcome.remote_ids = dict(state.ids)
+        if unchanged and not outcome.operations:
+            outcome.action, outcome.reason = "skipped", "unchanged"
         return outcome
 
     def _index(self, entry: TimeEntry, state: EntryState) -> None:
@@ -470,6 +490,16 @@ class DeliveryEngine:
             state.set_day(None)
         state.tombstone(sequence)
         return outcome
+
+
+def booking_digest(booking: Booking) -> str:
+    """A stable digest of what a booking writes (its key and payload, keys sorted)."""
+    data = orjson.dumps(
+        {"key": booking.key, "payload": booking.payload},
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+        default=str,
+    )
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def skipped(reason: str) -> Outcome:

@@ -43,6 +43,7 @@ from clockify_relay.clockify.models import (
     parse_approval,
     parse_time_entry,
 )
+from clockify_relay.clockify.token_store import REFRESH_ON_MISS_SECONDS, TokenCache
 from clockify_relay.clockify.verify import VerificationError, WebhookVerifier
 from clockify_relay.receiver.http import (
     BodyTooLarge,
@@ -77,6 +78,7 @@ class Receiver:
         self.client = client
         self.verifier = WebhookVerifier(settings)
         self.ingestor = Ingestor(settings, client)
+        self.token_cache = TokenCache(client, settings.key_prefix)
         self.keys = Keys(settings.key_prefix)
 
     async def webhook(self, request: Request) -> Response:
@@ -111,11 +113,11 @@ class Receiver:
             return error(400, "missing Clockify-Webhook-Event-Type header")
         if event_type not in ROUTED_EVENTS:
             try:
-                self.verifier.verify(
-                    headers.get("clockify-signature"), event_type, None, body_read=False
-                )
+                await self._verify(headers, event_type, None, body_read=False)
             except VerificationError as exc:
                 return error(401, str(exc))
+            except TokensUnavailable:
+                return _tokens_unavailable()
             log.debug("ignored", extra={"event_type": event_type[:64]})
             return json_response(
                 200,
@@ -135,9 +137,11 @@ class Receiver:
         workspace_id = raw_workspace if isinstance(raw_workspace, str) else None
         try:
             # After parsing: an add-on JWT's workspace claim must match the body's.
-            self.verifier.verify(headers.get("clockify-signature"), event_type, workspace_id)
+            await self._verify(headers, event_type, workspace_id)
         except VerificationError as exc:
             return error(401, str(exc))
+        except TokensUnavailable:
+            return _tokens_unavailable()
         if raw_workspace is not None and workspace_id is None:
             return error(400, "workspaceId must be a string")
         entity_id = payload.get("id")
@@ -170,6 +174,44 @@ class Receiver:
             )
         log.info("duplicate", extra=ids)
         return json_response(200, {"status": "duplicate", "event_id": result.event_id})
+
+    async def _verify(
+        self,
+        headers: Mapping[str, str],
+        event_type: str,
+        workspace_id: str | None,
+        *,
+        body_read: bool = True,
+    ) -> None:
+        """The verifier with the environment's tokens and those stored in Redis (cached for
+        a moment). Redis unreadable and the environment's tokens not enough: TokensUnavailable
+        (503, never a 401 for a token that may well be valid)."""
+        signature = headers.get("clockify-signature")
+        try:
+            stored = await self.token_cache.tokens()
+        except (RedisError, OSError) as exc:
+            try:
+                self.verifier.verify(signature, event_type, workspace_id, body_read=body_read)
+            except VerificationError:
+                raise TokensUnavailable from exc
+            return
+        try:
+            self.verifier.verify(
+                signature, event_type, workspace_id, body_read=body_read, stored=stored
+            )
+        except VerificationError as exc:
+            # Perhaps a token stored since the cache was read (a rotation): read it again once.
+            if exc.reason not in ("bad_token", "wrong_event_type", "not_configured"):
+                raise
+            if self.token_cache.age < REFRESH_ON_MISS_SECONDS:
+                raise
+            try:
+                fresh = await self.token_cache.tokens(max_age=REFRESH_ON_MISS_SECONDS)
+            except (RedisError, OSError) as redis_exc:
+                raise TokensUnavailable from redis_exc
+            self.verifier.verify(
+                signature, event_type, workspace_id, body_read=body_read, stored=fresh
+            )
 
     async def healthz(self, request: Request) -> Response:
         """Alive: the process answers."""
@@ -223,6 +265,15 @@ def _error_text(response: Response) -> str | None:
     return str(error_text)[:200] if error_text else None
 
 
+class TokensUnavailable(Exception):
+    """The webhook tokens stored in Redis could not be read."""
+
+
+def _tokens_unavailable() -> Response:
+    log.warning("webhook tokens unreadable (Redis), answered 503")
+    return error(503, "token store unavailable, retry later", {"Retry-After": RETRY_AFTER_SECONDS})
+
+
 class CollapseLeadingSlashes:
     """ASGI middleware: ``//webhooks/clockify`` (a base URL pasted with a trailing slash) is
     routed as ``/webhooks/clockify``."""
@@ -246,7 +297,10 @@ def receiver_app(settings: Settings, extra_routes: list[BaseRoute] | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not receiver.verifier.configured:
-            log.error("no webhook verification configured: every webhook will be refused (401)")
+            log.error(
+                "no webhook tokens in the environment and no add-on key: only tokens stored by "
+                "`clockify-relay webhooks register` are accepted"
+            )
         yield
         await client.aclose()
 

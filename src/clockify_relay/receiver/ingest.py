@@ -30,9 +30,10 @@ from clockify_relay.settings import Settings
 
 # KEYS: dedup, sequence, queue, outbox, outbox waiting, outbox counter.  ARGV: digest, event
 # id, message head, message tail, dedup ttl, sequence ttl, '1' to touch the dedup key of a
-# duplicate.  Returns {0, event id of the duplicate} or {1, sequence}. The message is recorded
-# in the outbox (pipeline/outbox.py) under the event id, numbered in queue order, so it
-# survives a worker that loses it.
+# duplicate, bypass ('1': neither checks nor writes the dedup key -- backfill, which must never
+# be swallowed by it nor hide a webhook body behind its own).  Returns {0, event id of the
+# duplicate} or {1, sequence}. The message is recorded in the outbox (pipeline/outbox.py) under
+# the event id, numbered in queue order, so it survives a worker that loses it.
 #
 # The touch (the same value written again, TTL kept) is for WAIT: WAIT waits for the writes of
 # its own connection only, and the accepted body a duplicate points to may have been written on
@@ -41,7 +42,8 @@ from clockify_relay.settings import Settings
 # for it too. (Redis 7.0 also counts a script call that wrote nothing; the touch does not
 # depend on that.)
 INGEST_SCRIPT = """
-local last = redis.call('GET', KEYS[1])
+local bypass = ARGV[8] == '1'
+local last = (not bypass) and redis.call('GET', KEYS[1])
 if last then
   local sep = string.find(last, '|', 1, true)
   if sep and string.sub(last, 1, sep - 1) == ARGV[1] then
@@ -57,7 +59,9 @@ local message = ARGV[3] .. seq .. ARGV[4]
 redis.call('HSET', KEYS[4], ARGV[2], message)
 redis.call('ZADD', KEYS[5], redis.call('INCR', KEYS[6]), ARGV[2])
 redis.call('LPUSH', KEYS[3], message)
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
+if not bypass then
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
+end
 return {1, seq}
 """
 
@@ -214,9 +218,16 @@ class Ingestor:
         self.script = ScriptBatcher(client, INGEST_SCRIPT, wait)
 
     async def ingest(
-        self, event_type: str, workspace_id: str, entity_id: str, raw_body: bytes
+        self,
+        event_type: str,
+        workspace_id: str,
+        entity_id: str,
+        raw_body: bytes,
+        *,
+        bypass_dedup: bool = False,
     ) -> IngestResult:
-        """Queue one event unless it repeats the last accepted body; raises RedisError."""
+        """Queue one event unless it repeats the last accepted body (``bypass_dedup``: queue
+        it anyway, dedup key untouched); raises RedisError."""
         event_id = os.urandom(16).hex()
         digest = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
         head, tail = route_message(
@@ -239,6 +250,7 @@ class Ingestor:
                 self.settings.dedup_window,
                 self.settings.state_ttl,
                 "1" if self.touch_duplicates else "0",
+                "1" if bypass_dedup else "0",
             ],
         )
         if int(status) == 0:

@@ -189,3 +189,19 @@ def test_create_without_answer_is_unknown_outcome_until_forced(
     created_before = len(worklogs(clean_sandbox))
     assert impatient.engine("everit").deliver(event, force=True).action == "applied"
     assert len(worklogs(clean_sandbox)) == created_before + 1
+
+
+def test_update_with_what_is_booked_calls_nothing(
+    rt: Runtime, clean_sandbox: SandboxServer
+) -> None:
+    assert deliver(rt, envelope("NEW_TIME_ENTRY", entry_payload(), 1)) == "applied"
+    before = clean_sandbox.state()["requests"]["everit"]
+    # The same entry as an update (a backfill of an entry in sync): skipped, no call.
+    outcome = rt.engine("everit").deliver(envelope("TIME_ENTRY_UPDATED", entry_payload(), 2))
+    assert (outcome.action, outcome.reason, outcome.operations) == ("skipped", "unchanged", [])
+    assert clean_sandbox.state()["requests"]["everit"] == before
+    # A real change still updates, and is then the booked state.
+    changed = entry_payload(description="changed")
+    assert deliver(rt, envelope("TIME_ENTRY_UPDATED", changed, 3)) == "applied"
+    assert worklogs(clean_sandbox)[0]["description"] == "changed"
+    assert deliver(rt, envelope("TIME_ENTRY_UPDATED", changed, 4)) == "skipped"
