@@ -78,9 +78,10 @@ def _zoned(utc: str) -> tuple[str, int]:
 
 def _duration(start: str, end: str) -> str:
     seconds = int(
-        (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(
-            start.replace("Z", "+00:00")
-        )).total_seconds()
+        (
+            datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))
+        ).total_seconds()
     )
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -225,7 +226,7 @@ def build_script(fault_target: str = "tracket") -> Script:
     kickoff, scratch, timer, night, flaky = (new_id() for _ in range(5))
     approval_id = new_id()
     entries = [
-        Entry("edited", kickoff, "Kickoff & design review <v2> – notes sent", ("2026-03-10",)),
+        Entry("edited", kickoff, "Kickoff & design review <v2>, notes sent", ("2026-03-10",)),
         Entry("deleted", scratch, "Scratch entry, deleted again", ("2026-03-10",), live=False),
         Entry("timer", timer, "Sprint planning (timer)", ("2026-03-11",)),
         Entry("midnight", night, "Hotfix deploy & smoke test", ("2026-03-10", "2026-03-11")),
@@ -293,7 +294,9 @@ def build_script(fault_target: str = "tracket") -> Script:
         Step(
             "approval approved",
             "APPROVAL_REQUEST_STATUS_UPDATED",
-            body(approval(approval_id, "APPROVED", "2026-03-16T10:02:11Z", "Looks good & approved")),
+            body(
+                approval(approval_id, "APPROVED", "2026-03-16T10:02:11Z", "Looks good & approved")
+            ),
             2,
         ),
         Step(
@@ -353,16 +356,20 @@ VIEWS: dict[str, RecordView] = {
         "timereports",
         "comment",
         lambda r: _text(r, "date")[:10],
-        lambda r: f"{_text(r, 'clockStart')}–{_text(r, 'clockEnd')} {r.get('hours')} h "
-        f"{_text(r, 'internalComment')}",
+        lambda r: (
+            f"{_text(r, 'clockStart')}-{_text(r, 'clockEnd')} {r.get('hours')} h "
+            f"{_text(r, 'internalComment')}"
+        ),
         per_day=True,
     ),
     "organi": RecordView(
         "worklogs",
         "description",
         lambda r: _text(r, "startDate")[:10],
-        lambda r: f"{_text(r, 'startDate')[11:16]}–{_text(r, 'endDate')[11:16]} "
-        f"status {r.get('currentStatusTypeId')}",
+        lambda r: (
+            f"{_text(r, 'startDate')[11:16]}-{_text(r, 'endDate')[11:16]} "
+            f"status {r.get('currentStatusTypeId')}"
+        ),
     ),
 }
 # Event targets: what they hold is read another way (mail: the sandbox's SMTP server).
@@ -421,9 +428,7 @@ def check(expected: Expectations, state: Mapping[str, Any], targets: Sequence[st
             )
             continue
         view = VIEWS[target]
-        held = Counter(
-            (_text(r, view.description), view.date(r)) for r in records(state, target)
-        )
+        held = Counter((_text(r, view.description), view.date(r)) for r in records(state, target))
         want = expected.bookings.get(target, Counter())
         for key in sorted(set(want) | set(held)):
             if held[key] != want[key]:
@@ -446,12 +451,12 @@ def check(expected: Expectations, state: Mapping[str, Any], targets: Sequence[st
             for m in state.get("smtp", {}).get("messages", [])
         )
         want_mail = Counter(expected.mails)
-        for key in sorted(set(sent) | set(want_mail)):
-            if sent[key] != want_mail[key]:
-                to, subject = key
+        for mail in sorted(set(sent) | set(want_mail)):
+            if sent[mail] != want_mail[mail]:
+                to, subject = mail
                 problems.append(
-                    f"mail: {sent[key]} mail(s) to {', '.join(to)} {subject!r}, "
-                    f"expected {want_mail[key]}"
+                    f"mail: {sent[mail]} mail(s) to {', '.join(to)} {subject!r}, "
+                    f"expected {want_mail[mail]}"
                 )
     return problems
 
@@ -518,9 +523,7 @@ def clean_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The caller's environment without anything that could point the relay elsewhere: Redis,
     the relay's own settings, Clockify and every registered target's variables."""
     names = {var.name for spec in registry.specs() for var in spec.env}
-    return {
-        k: v for k, v in environ.items() if not k.startswith(RELAY_PREFIXES) and k not in names
-    }
+    return {k: v for k, v in environ.items() if not k.startswith(RELAY_PREFIXES) and k not in names}
 
 
 class Child:
@@ -688,21 +691,36 @@ def run_demo(console: Console, timeout: float) -> int:
     targets = list(registry.names())
     script = build_script()
     stack = Stack(console)
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    interrupted: list[int] = []
 
     def terminate(signum: int, frame: types.FrameType | None) -> None:
+        interrupted.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, terminate)
+    # SIGTERM is taken like Ctrl-C: everything started is stopped and removed.
+    for sig in previous:
+        signal.signal(sig, terminate)
     try:
         stack.start(timeout=60)
         problems = _play(console, stack, script, targets, started + timeout)
     except DemoError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return 1
+    except Exception:
+        # Ctrl-C in a terminal also stops the embedded Redis (it shares the terminal's process
+        # group), so the demo may see Redis go away before its own KeyboardInterrupt.
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
     finally:
+        # A second Ctrl-C must not leave processes or the temp dir behind.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         stack.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     took = time.monotonic() - started
     if problems:
         console.print(f"\n[red]FAILED[/red] ({took:.0f} s): what differs:")
@@ -732,9 +750,7 @@ def _play(
             if phase == FAULT_PHASE:
                 # Documented: a 4xx from the target is permanent, so the delivery is
                 # dead-lettered at once (no retries), then replayed through the workers.
-                stack.sandbox.inject_fault(
-                    script.fault_target, status=400, count=1, method="POST"
-                )
+                stack.sandbox.inject_fault(script.fault_target, status=400, count=1, method="POST")
                 console.print(f"fault injected: {script.fault_target} answers its next POST 400")
             before = holdings(stack.sandbox.state()) if phase == DUPLICATE_PHASE else None
             events_before = rt.redis.zcard(rt.keys.events)
@@ -749,7 +765,9 @@ def _play(
                         f"{step.label} ({step.event_type}): answered {step.status_code} "
                         f"{step.answer}, expected {step.expect}"
                     )
-            traces.update(wait_settled(rt, steps, deadline, stack.check_alive))
+                # One at a time, as a person works: each event settles before the next is
+                # sent (the relay orders them anyway; this keeps the table easy to read).
+                traces.update(wait_settled(rt, [step], deadline, stack.check_alive))
             if phase == FAULT_PHASE:
                 step = steps[0]
                 letter = rt.dlq.get(dlq_id(script.fault_target, step.event_id or ""))
@@ -887,13 +905,11 @@ def show_state(console: Console, state: Mapping[str, Any], targets: Sequence[str
                 )
             if not state.get("organi", {}).get("mailings"):
                 console.print(
-                    "  organi mailings: none (the sandbox config has no channel = \"organi\" "
+                    '  organi mailings: none (the sandbox config has no channel = "organi" '
                     "mail rule)"
                 )
         if target != "organi":
-            console.print(
-                f"  {target}: approvals are not its events: nothing to show for them."
-            )
+            console.print(f"  {target}: approvals are not its events: nothing to show for them.")
 
 
 @click.command()
@@ -914,4 +930,3 @@ def demo(timeout: float) -> None:
         console.print("interrupted: everything started was stopped and removed")
         status = 130
     sys.exit(status)
-
