@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -40,6 +40,11 @@ from rich.table import Table
 
 from clockify_relay.clockify.models import APPROVAL_EVENTS
 from clockify_relay.connectors import registry
+
+if TYPE_CHECKING:
+    from clockify_relay.embedded_redis import EmbeddedRedis
+    from clockify_relay.pipeline.runtime import Runtime
+    from clockify_relay.sandbox.server import SandboxServer
 
 WORKSPACE_ID = "6641f2a9c7e13b5d2a8f0c11"
 USER_ID = "6641f2b4c7e13b5d2a8f0c21"
@@ -491,7 +496,7 @@ class Trace:
         )
 
 
-def read_trace(rt: Any, event_id: str) -> Trace:
+def read_trace(rt: Runtime, event_id: str) -> Trace:
     from clockify_relay.pipeline import trace
 
     _, recs = trace.read(rt.redis, rt.keys, event_id)
@@ -506,7 +511,7 @@ def read_trace(rt: Any, event_id: str) -> Trace:
 
 
 def wait_settled(
-    rt: Any, steps: Sequence[Step], deadline: float, alive: Callable[[], None]
+    rt: Runtime, steps: Sequence[Step], deadline: float, alive: Callable[[], None]
 ) -> dict[str, Trace]:
     """Follow the events of ``steps`` until each is settled or the deadline passed."""
     ids = [s.event_id for s in steps if s.event_id and s.answer.get("status") == "queued"]
@@ -581,9 +586,9 @@ class Stack:
         self.console = console
         self.tmp = Path(tempfile.mkdtemp(prefix="clockify-relay-demo-"))
         self.children: list[Child] = []
-        self.redis: Any = None
-        self.sandbox: Any = None
-        self.rt: Any = None
+        self.redis: EmbeddedRedis | None = None
+        self.sandbox: SandboxServer | None = None
+        self.runtime: Runtime | None = None
         self.env: dict[str, str] = {}
         self.url = ""
         self.token = ""
@@ -596,16 +601,16 @@ class Stack:
         from clockify_relay.settings import load_settings
 
         deadline = time.monotonic() + timeout
-        self.redis = EmbeddedRedis(self.tmp / "redis").start()
-        self.sandbox = SandboxServer().start()
+        self.redis = redis_server = EmbeddedRedis(self.tmp / "redis").start()
+        self.sandbox = sandbox = SandboxServer().start()
         config = relay_config.write_toml(
-            self.tmp / "relay.toml", relay_config.sandbox_targets(self.sandbox.base_urls)
+            self.tmp / "relay.toml", relay_config.sandbox_targets(sandbox.base_urls)
         )
         self.token = relay_config.new_webhook_token()
         env = clean_env(os.environ)
-        env.update(relay_config.sandbox_env(self.sandbox.config, self.sandbox.base_urls))
+        env.update(relay_config.sandbox_env(sandbox.config, sandbox.base_urls))
         env.update(
-            REDIS_URL=self.redis.url,
+            REDIS_URL=redis_server.url,
             RELAY_KEY_PREFIX=f"demo:{secrets.token_hex(4)}:",
             RELAY_CONFIG=str(config),
             CLOCKIFY_WEBHOOK_TOKENS=self.token,
@@ -613,7 +618,7 @@ class Stack:
             PYTHONUNBUFFERED="1",
         )
         self.env = env
-        self.rt = Runtime(load_settings(env))
+        self.runtime = Runtime(load_settings(env))
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         logs = self.tmp / "logs"
@@ -625,8 +630,8 @@ class Stack:
         )
         self.children.append(receiver)
         self.console.print(
-            f"embedded Redis {self.redis.url} (prefix {env['RELAY_KEY_PREFIX']}), "
-            f"sandbox {self.sandbox.url}, receiver {self.url}, worker with scheduler"
+            f"embedded Redis {redis_server.url} (prefix {env['RELAY_KEY_PREFIX']}), "
+            f"sandbox {sandbox.url}, receiver {self.url}, worker with scheduler"
         )
         while not self._ready(self.url + "/readyz") or "ready." not in worker.log():
             self.check_alive()
@@ -638,7 +643,8 @@ class Stack:
     @staticmethod
     def _ready(url: str) -> bool:
         try:
-            return httpx.get(url, timeout=1).status_code == 200
+            # Never through a proxy of the caller's environment: everything is on 127.0.0.1.
+            return httpx.get(url, timeout=1, trust_env=False).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -651,10 +657,10 @@ class Stack:
             with contextlib.suppress(Exception):
                 child.stop()
         self.children.clear()
-        if self.rt is not None:
+        if self.runtime is not None:
             with contextlib.suppress(Exception):
-                self.rt.redis.close()
-            self.rt = None
+                self.runtime.redis.close()
+            self.runtime = None
         if self.sandbox is not None:
             with contextlib.suppress(Exception):
                 self.sandbox.stop()
@@ -744,19 +750,20 @@ def _play(
     from clockify_relay.admin import service
     from clockify_relay.pipeline.dlq import dlq_id
 
-    rt = stack.rt
+    rt, sandbox = stack.runtime, stack.sandbox
+    assert rt is not None and sandbox is not None  # started
     problems: list[str] = []
     traces: dict[str, Trace] = {}
     notes: dict[str, str] = {}
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, trust_env=False) as http:
         for phase in (1, 2, FAULT_PHASE, DUPLICATE_PHASE):
             steps = [s for s in script.steps if s.phase == phase]
             if phase == FAULT_PHASE:
                 # Documented: a 4xx from the target is permanent, so the delivery is
                 # dead-lettered at once (no retries), then replayed through the workers.
-                stack.sandbox.inject_fault(script.fault_target, status=400, count=1, method="POST")
+                sandbox.inject_fault(script.fault_target, status=400, count=1, method="POST")
                 console.print(f"fault injected: {script.fault_target} answers its next POST 400")
-            before = holdings(stack.sandbox.state()) if phase == DUPLICATE_PHASE else None
+            before = holdings(sandbox.state()) if phase == DUPLICATE_PHASE else None
             events_before = rt.redis.zcard(rt.keys.events)
             for step in steps:
                 send(http, stack, step)
@@ -796,11 +803,11 @@ def _play(
                 traces.update(wait_settled(rt, steps, deadline, stack.check_alive))
             if before is not None:
                 time.sleep(1.0)  # anything the duplicate could have set off has had its time
-                if holdings(stack.sandbox.state()) != before:
+                if holdings(sandbox.state()) != before:
                     problems.append("the duplicate changed what the targets hold")
                 if rt.redis.zcard(rt.keys.events) != events_before:
                     problems.append("the duplicate was routed as a new event")
-        state = stack.sandbox.state()
+        state = sandbox.state()
     show_events(console, script, traces, targets, notes)
     show_state(console, state, targets, script, traces)
     for step in script.steps:
