@@ -617,6 +617,9 @@ class Stack:
             RELAY_LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
         )
+        # Every call of the relay's goes to 127.0.0.1: never through the caller's HTTP proxy.
+        for name in ("NO_PROXY", "no_proxy"):
+            env[name] = ",".join(filter(None, (env.get(name), "127.0.0.1,localhost")))
         self.env = env
         self.runtime = Runtime(load_settings(env))
         port = free_port()
@@ -755,6 +758,7 @@ def _play(
     problems: list[str] = []
     traces: dict[str, Trace] = {}
     notes: dict[str, str] = {}
+    step = script.steps[0]
     with httpx.Client(timeout=10, trust_env=False) as http:
         for phase in (1, 2, FAULT_PHASE, DUPLICATE_PHASE):
             steps = [s for s in script.steps if s.phase == phase]
@@ -779,6 +783,14 @@ def _play(
                 # One at a time, as a person works: each event settles before the next is
                 # sent (the relay orders them anyway; this keeps the table easy to read).
                 traces.update(wait_settled(rt, [step], deadline, stack.check_alive))
+                if not all(t.settled() for t in traces.values()):
+                    break
+            if not all(t.settled() for t in traces.values()):
+                problems.append(
+                    f"stopped: {step.label!r} did not settle within the timeout; "
+                    "the events after it were not sent"
+                )
+                break
             if phase == FAULT_PHASE:
                 step = steps[0]
                 letter = rt.dlq.get(dlq_id(script.fault_target, step.event_id or ""))
@@ -814,7 +826,9 @@ def _play(
         trace = traces.get(step.event_id or "")
         if trace is None:
             continue
-        if not trace.settled():
+        if trace.routed is None:
+            problems.append(f"{step.label}: not routed by a worker in time")
+        elif not trace.settled():
             waiting = {
                 t: trace.outcomes.get(t, {}).get("outcome", "not delivered")
                 for t in trace.routed or []
@@ -836,6 +850,8 @@ def _cell(step: Step, trace: Trace | None, target: str) -> tuple[str, bool]:
     """What the events table says for one event and target, and whether the target has
     something to show for it (False: not its event type, skipped, or not queued)."""
     spec = registry.spec(target)
+    if step.status_code is None:
+        return "— (not sent)", False
     if step.answer.get("status") == "duplicate":
         return "— (duplicate: not queued)", False
     if step.event_type not in spec.events:
@@ -876,9 +892,8 @@ def show_events(
         trace = traces.get(step.event_id or "")
         label = f"{step.label}\n{step.event_type}"
         note = notes.get(step.event_id or "")
-        answer = f"{step.status_code} {step.answer.get('status', '')}" + (
-            f"\n{note}" if note else ""
-        )
+        answer = "not sent" if step.status_code is None else f"{step.status_code} "
+        answer += str(step.answer.get("status", "")) + (f"\n{note}" if note else "")
         table.add_row(str(number), label, answer, *(_cell(step, trace, t)[0] for t in targets))
     console.print(table)
 
