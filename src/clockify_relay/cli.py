@@ -356,8 +356,9 @@ def _register_subcommands() -> None:
     """Command groups that live beside the modules they drive."""
     from clockify_relay.admin.cli import admin_token, check, dlq, events, targets
     from clockify_relay.bench.cli import bench
+    from clockify_relay.demo import demo
 
-    for command in (check, dlq, events, targets, admin_token, bench):
+    for command in (check, dlq, events, targets, admin_token, bench, demo):
         main.add_command(command)
     from clockify_relay.admin.clockify_cli import register_commands  # webhooks, redrive, …
 
