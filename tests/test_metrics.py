@@ -3,6 +3,7 @@ label rules. Multiprocess mode changes process-wide state, so it runs in a child
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,12 +45,14 @@ def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 def test_two_forked_processes_add_up_in_one_scrape(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        env=env,
     )
     [directory] = list(tmp_path.iterdir())  # a fresh directory made under the given one
     assert len(list(directory.glob("counter_*.db"))) == 2  # one file per process

@@ -368,7 +368,7 @@ def test_wait_answers_503_while_the_replica_is_stopped_and_202_once_it_runs(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from clockify_relay.receiver.app import create_app
+    from clockify_relay.asgi import create_app
 
     ha.start_data_nodes(replicas=1)
     assert ha.master is not None

@@ -162,10 +162,6 @@ def worker(concurrency: int, beat: bool, metrics_port: int) -> None:
     from clockify_relay.pipeline.observe import prepare_worker
 
     settings = invocation().settings
-    try:
-        prepare_worker(settings, metrics_port)
-    except OSError as exc:
-        raise click.ClickException(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     rt = invocation().runtime  # forked pool processes inherit it
     try:
         # Refuse a visibility timeout a delivery could outlive before taking any message.
@@ -174,6 +170,11 @@ def worker(concurrency: int, beat: bool, metrics_port: int) -> None:
         raise click.ClickException(str(exc)) from None
     if REMAP_SIGTERM != "SIGQUIT":
         _exec_with_soft_shutdown()
+    try:
+        # After the checks and the re-exec: this switches the process to multiprocess metrics.
+        prepare_worker(settings, metrics_port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     if beat:
         relay_scheduler.start_thread(rt)
     quiet = log_format(settings) == "json"

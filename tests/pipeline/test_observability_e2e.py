@@ -41,11 +41,11 @@ def with_password(url: str) -> str:
 
 
 def json_lines(process: RelayProcess) -> list[dict[str, Any]]:
-    """Every line the process wrote, each parsed as JSON. The one exception: the notice
-    Celery prints from its signal handler (no logging there) when it shuts down."""
+    """Every line the process wrote, each parsed as JSON. The one exception: the notices
+    Celery prints from its signal handlers (no logging there) when it shuts down."""
     lines = []
     for line in process.log().splitlines():
-        if not line.strip() or re.fullmatch(r"worker: \w+ shutdown \(MainProcess\)", line):
+        if not line.strip() or re.fullmatch(r"worker: [^{].*", line):
             continue
         try:
             lines.append(orjson.loads(line))
