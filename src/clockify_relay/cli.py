@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from clockify_relay.cli_context import Invocation, invocation
+from clockify_relay.embedded_redis import LOCAL_DIR
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Settings, load_settings
 
@@ -20,7 +22,12 @@ if TYPE_CHECKING:
     from clockify_relay.sandbox.server import SandboxServer
 
 
-@click.group()
+# -h beside --help, for the group and (inherited through the context) every subcommand.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="clockify-relay", prog_name="clockify-relay")
 @click.option(
     "--config", "config", envvar="RELAY_CONFIG", help="TOML config file (mappings, rules)."
 )
@@ -73,6 +80,8 @@ def serve_receiver(
         # config path given on the command line reaches them the same way.
         if settings.config_path is not None:
             os.environ["RELAY_CONFIG"] = str(settings.config_path)
+        if settings.redis_url and not os.environ.get("REDIS_URL"):
+            os.environ["REDIS_URL"] = settings.redis_url  # found in ./.clockify-relay
         factory = "create_app" if admin_port is None else "create_receiver_app"
         uvicorn.run(f"clockify_relay.asgi:{factory}", factory=True, workers=workers, **options)
     finally:
@@ -141,10 +150,11 @@ def worker(concurrency: int, beat: bool) -> None:
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option(
     "--data-dir",
-    default=".relay-data",
+    default=LOCAL_DIR,
     show_default=True,
     type=click.Path(path_type=Path),
-    help="where the embedded Redis keeps its AOF when REDIS_URL is not set",
+    help="where the embedded Redis keeps its AOF and its address (redis.url) when REDIS_URL "
+    "is not set; other commands run in this directory find it in ./.clockify-relay",
 )
 @click.option(
     "--sandbox",
@@ -168,10 +178,10 @@ def run(
     sandbox_reread: bool,
 ) -> None:
     """Receiver, worker and scheduler together on one machine (embedded Redis if no REDIS_URL)."""
-    from clockify_relay.embedded_redis import EmbeddedRedis
+    from clockify_relay.embedded_redis import AlreadyRunning, LocalRedis
 
     data_dir = data_dir.resolve()
-    embedded: EmbeddedRedis | None = None
+    embedded: LocalRedis | None = None
     sandbox_server = None
     # One environment for this process's receiver and the worker child; os.environ is left
     # as it was.
@@ -179,13 +189,46 @@ def run(
     config_path = invocation().config_path
     if config_path is not None:
         env["RELAY_CONFIG"] = str(config_path)
+    exports: list[str] = []
     if not env.get("REDIS_URL"):
-        embedded = EmbeddedRedis(data_dir / "redis").start()
+        _note_old_data_dir(data_dir)
+        try:
+            embedded = LocalRedis(data_dir).start()
+        except AlreadyRunning as exc:
+            raise click.ClickException(
+                str(exc)
+                + (f"\nto use it from this shell: export REDIS_URL={exc.url}" if exc.url else "")
+            ) from None
         env["REDIS_URL"] = embedded.url
         click.echo(f"embedded Redis at {embedded.url} (data in {data_dir / 'redis'})")
-    if with_sandbox:
-        sandbox_server = _start_sandbox_mode(env, sandbox_port, data_dir, sandbox_reread)
-    settings = load_settings(env)
+        exports.append(f"export REDIS_URL={embedded.url}")
+    try:
+        if with_sandbox:
+            sandbox_server, sandbox_exports = _start_sandbox_mode(
+                env, sandbox_port, data_dir, sandbox_reread
+            )
+            exports += sandbox_exports
+        settings = load_settings(env)
+    except BaseException:
+        if sandbox_server is not None:
+            sandbox_server.stop()
+        if embedded is not None:
+            embedded.stop()
+        raise
+    if exports:
+        # Printed once on purpose: throwaway secrets of this local run, for a second shell.
+        found_here = embedded is not None and data_dir == Path(LOCAL_DIR).resolve()
+        click.echo(
+            "for a second shell"
+            + (
+                " (clockify-relay commands run in this directory find the embedded Redis "
+                "without REDIS_URL):"
+                if found_here
+                else ":"
+            )
+        )
+        for line in exports:
+            click.echo(f"  {line}")
     worker_process = subprocess.Popen(
         [
             sys.executable,
@@ -230,10 +273,22 @@ def scheduler() -> None:
         relay_scheduler.run(rt, stop)
 
 
+def _note_old_data_dir(data_dir: Path) -> None:
+    """Earlier versions kept ``run``'s data in ./.relay-data: say so rather than start empty."""
+    old = Path(".relay-data").resolve() / "redis"
+    if data_dir == Path(LOCAL_DIR).resolve() and old.is_dir() and not (data_dir / "redis").exists():
+        click.echo(
+            f"note: {old} holds the data of an earlier run (the default --data-dir was "
+            f".relay-data); move it to {data_dir / 'redis'} to keep it, or pass "
+            "--data-dir .relay-data"
+        )
+
+
 def _start_sandbox_mode(
     env: dict[str, str], port: int, data_dir: Path, reread: bool
-) -> SandboxServer:
-    """Start the sandbox in this process and point ``env`` (the relay's) at it."""
+) -> tuple[SandboxServer, list[str]]:
+    """Start the sandbox in this process and point ``env`` (the relay's) at it. Returns the
+    server and the ``export`` lines a second shell needs (the throwaway secrets made here)."""
     from clockify_relay.sandbox import relay_config
     from clockify_relay.sandbox.server import SandboxServer as Server
 
@@ -250,12 +305,18 @@ def _start_sandbox_mode(
         env["CLOCKIFY_API_KEY"] = server.config.clockify_api_key
         env["CLOCKIFY_API_URL"] = server.base_urls["clockify"]
     click.echo(f"sandbox on {server.url} (state: {server.url}/_sandbox/state)")
+    exports: list[str] = []
     if not env.get("CLOCKIFY_WEBHOOK_TOKENS"):
         token = relay_config.new_webhook_token()
         env["CLOCKIFY_WEBHOOK_TOKENS"] = token
-        # Printed once on purpose: it is a throwaway token for this sandbox run.
-        click.echo(f"export TOKEN={token}  # the webhook token (Clockify-Signature header)")
-    return server
+        exports.append(f"export TOKEN={token}  # the webhook token (Clockify-Signature header)")
+    if not env.get("RELAY_ADMIN_JWT_SECRET"):
+        env["RELAY_ADMIN_JWT_SECRET"] = secrets.token_urlsafe(32)
+        exports.append(
+            f"export RELAY_ADMIN_JWT_SECRET={env['RELAY_ADMIN_JWT_SECRET']}  # the admin API's"
+        )
+    exports.append("export ADMIN_TOKEN=$(clockify-relay admin-token)  # valid for an hour")
+    return server, exports
 
 
 @main.command()
