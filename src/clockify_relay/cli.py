@@ -229,6 +229,10 @@ def run(
         )
         for line in exports:
             click.echo(f"  {line}")
+    # uvicorn re-raises a SIGTERM it caught once it has stopped; as an exception here (not the
+    # default action, which ends the process on the spot) the clean-up below still runs: the
+    # worker is stopped and the embedded Redis gives up its address file.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     worker_process = subprocess.Popen(
         [
             sys.executable,
@@ -271,6 +275,10 @@ def scheduler() -> None:
     click.echo("scheduler running")
     with contextlib.suppress(KeyboardInterrupt):
         relay_scheduler.run(rt, stop)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _note_old_data_dir(data_dir: Path) -> None:
