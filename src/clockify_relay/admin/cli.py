@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import click
 import orjson
 import redis
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -105,40 +107,61 @@ def _has_filters(*values: str | None) -> bool:
     return any(v is not None for v in values)
 
 
-def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in (
-        "id",
-        "target",
-        "event type",
-        "entry id",
-        "error kind",
-        "error",
-        "attempts",
-        "last failure",
-    ):
-        table.add_column(
-            column, justify="right" if column == "attempts" else "left", overflow="fold"
-        )
+def _letters_table(
+    letters: Sequence[DeadLetter], title: str | None = None, width: int | None = None
+) -> Table:
+    """Dead letters, one line each, within ``width`` (the console's): ids are never wrapped or
+    cut; the error (its kind first) is shortened to the room left."""
+    width = width or _console().width
+    now = time.time()
+    rows: list[list[str]] = []
     for letter in letters:
-        row = service.letter_summary(letter)
-        # Text(), not str: error messages may contain [brackets] that rich would read as markup.
-        table.add_row(
-            *(
-                Text(str(v))
-                for v in (
-                    row["id"],
-                    row["target"],
-                    row["event_type"],
-                    row["entry_id"],
-                    row["error_kind"],
-                    service.shorten(row["error"], 60),
-                    row["attempts"],
-                    row["last_failure"],
-                )
-            )
+        summary = service.letter_summary(letter)
+        rows.append(
+            [
+                str(summary["id"]),
+                str(summary["target"]),
+                str(summary["event_type"]),
+                str(summary["entry_id"]),
+                str(summary["attempts"]),
+                _age(now - letter.last_failure),
+                " ".join(f"{summary['error_kind']}: {summary['error'] or ''}".split()),
+            ]
         )
+    headers = ["id", "target", "event type", "entry id", "tries", "failed", "error"]
+    fixed = [max([len(headers[i])] + [len(r[i]) for r in rows]) for i in range(6)]
+    gap = 2
+    error_width = max(20, width - sum(fixed) - gap * 6)
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for header in headers[:6]:
+        table.add_column(
+            header,
+            justify="right" if header == "tries" else "left",
+            # Only the event type may wrap (when even a short error leaves no room).
+            no_wrap=header != "event type",
+            overflow="fold",
+            min_width=14 if header == "event type" else None,
+        )
+    table.add_column("error", no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        # Text(), not str: error messages may contain [brackets] that rich would read as markup.
+        table.add_row(*(Text(v) for v in row[:6]), Text(service.shorten(row[6], error_width)))
     return table
+
+
+def _age(seconds: float) -> str:
+    """How long ago, in the units ``--since`` takes (``45s ago``, ``3h ago``, ``12d ago``)."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 # --- check ----------------------------------------------------------------------------------
@@ -170,7 +193,7 @@ def check(probe: bool, lookups: bool, output: str) -> None:
             for problem in problems:
                 click.echo(f"  {problem}")
         raise SystemExit(2) from None
-    report = checks.check(rt, probe=probe, lookups=lookups)
+    report = checks.check(rt, probe=probe, lookups=lookups, redis_source=invocation().redis_source)
     if output == "json":
         _echo_json(report.to_json())
     else:
@@ -181,8 +204,17 @@ def check(probe: bool, lookups: bool, output: str) -> None:
 
 def _print_check(report: checks.CheckReport) -> None:
     # Plain lines (click.echo: rich would wrap long URLs); rich only for the look-up tables.
+    source = "" if report.redis_source == "default" else f", from {report.redis_source}"
     if report.redis_error is None:
-        click.echo(f"redis: ok ({report.redis_at})")
+        click.echo(
+            f"redis: {'ok' if not report.redis_problems else 'WRONG'} ({report.redis_at}{source})"
+        )
+        if report.redis_config:
+            click.echo(
+                "  " + ", ".join(f"{name} {value}" for name, value in report.redis_config.items())
+            )
+        for problem in report.redis_problems:
+            click.echo(f"  error: {problem}")
     else:
         click.echo(
             f"redis: UNREACHABLE at {report.redis_at} ({report.redis_error}): nothing can be "
@@ -197,7 +229,7 @@ def _print_check(report: checks.CheckReport) -> None:
             f"webhooks: {report.webhook_tokens} token(s)"
             + (", add-on JWT verification on" if report.addon_jwt else "")
         )
-    click.echo(f"targets enabled: {', '.join(t.target for t in report.targets) or 'none'}")
+    click.echo(f"targets enabled: {', '.join(t.target for t in report.targets) or 'NONE'}")
     for result in report.targets:
         if result.ok:
             click.echo(f"  {result.target}: {result.message}")
@@ -205,6 +237,10 @@ def _print_check(report: checks.CheckReport) -> None:
             click.echo(f"  {result.target}: {result.error_kind}: {result.message}")
     if report.worker_error is not None:
         click.echo(f"worker: WOULD NOT START - {report.worker_error}")
+    for error in report.errors:
+        click.echo(f"error: {error}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
     for note in report.notes:
         click.echo(f"note: {note}")
     for result in report.targets:
@@ -582,10 +618,22 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
     show_default="$USER",
     help="who the token is for (the JWT sub claim)",
 )
-def admin_token(ttl: int, subject: str) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help='text: the token alone (for $(...)); json: {"token", "subject", "expires_in"}',
+)
+def admin_token(ttl: int, subject: str, output: str) -> None:
     """Print an admin API token (HS256 JWT signed with RELAY_ADMIN_JWT_SECRET)."""
     secret = invocation().settings.admin_jwt_secret
     if not secret:
         _fail("RELAY_ADMIN_JWT_SECRET is not set: the admin API is disabled")
         return
-    click.echo(tokens.mint_admin_token(secret.reveal(), subject, ttl))
+    token = tokens.mint_admin_token(secret.reveal(), subject, ttl)
+    if output == "json":
+        _echo_json({"token": token, "subject": subject, "expires_in": ttl})
+    else:
+        click.echo(token)
