@@ -204,7 +204,10 @@ def check(probe: bool, lookups: bool, output: str) -> None:
 
 def _print_check(report: checks.CheckReport) -> None:
     # Plain lines (click.echo: rich would wrap long URLs); rich only for the look-up tables.
-    source = "" if report.redis_source == "default" else f", from {report.redis_source}"
+    source = {
+        "REDIS_URL": "",
+        "default": ", the default: REDIS_URL is not set",
+    }.get(report.redis_source, f", found in {report.redis_source}")
     if report.redis_error is None:
         click.echo(
             f"redis: {'ok' if not report.redis_problems else 'WRONG'} ({report.redis_at}{source})"
