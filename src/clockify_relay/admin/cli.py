@@ -17,8 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import orjson
 import redis
-from rich import box
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -109,50 +108,45 @@ def _has_filters(*values: str | None) -> bool:
 
 def _letters_table(
     letters: Sequence[DeadLetter], title: str | None = None, width: int | None = None
-) -> Table:
-    """Dead letters, one line each, within ``width`` (the console's): ids are never wrapped or
-    cut; the error (its kind first) is shortened to the room left."""
+) -> RenderableType:
+    """Dead letters, two lines each: the facts in aligned columns, then the error (its kind
+    first) indented below, shortened to the width left. Ids are never wrapped or cut: the
+    columns need 100 characters at most (the longest event type, ``14d ago``), so a
+    100-column terminal shows every id whole; only the error line is shortened."""
     width = width or _console().width
     now = time.time()
-    rows: list[list[str]] = []
+    headers = ["id", "target", "event type", "entry id", "tries", "failed"]
+    rows: list[tuple[list[str], str]] = []
     for letter in letters:
         summary = service.letter_summary(letter)
-        rows.append(
-            [
-                str(summary["id"]),
-                str(summary["target"]),
-                str(summary["event_type"]),
-                str(summary["entry_id"]),
-                str(summary["attempts"]),
-                _age(now - letter.last_failure),
-                " ".join(f"{summary['error_kind']}: {summary['error'] or ''}".split()),
-            ]
-        )
-    headers = ["id", "target", "event type", "entry id", "tries", "failed", "error"]
-    fixed = [max([len(headers[i])] + [len(r[i]) for r in rows]) for i in range(6)]
-    gap = 2
-    error_width = max(20, width - sum(fixed) - gap * 6)
-    table = Table(
-        title=title,
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    for header in headers[:6]:
-        table.add_column(
-            header,
-            justify="right" if header == "tries" else "left",
-            # Only the event type may wrap (when even a short error leaves no room).
-            no_wrap=header != "event type",
-            overflow="fold",
-            min_width=14 if header == "event type" else None,
-        )
-    table.add_column("error", no_wrap=True, overflow="ellipsis")
-    for row in rows:
+        cells = [
+            str(summary["id"]),
+            str(summary["target"]),
+            str(summary["event_type"]),
+            str(summary["entry_id"]),
+            str(summary["attempts"]),
+            _age(now - letter.last_failure),
+        ]
+        rows.append((cells, f"{summary['error_kind']}: {summary['error'] or ''}"))
+    widths = [max([len(h)] + [len(cells[i]) for cells, _ in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(w) if header == "tries" else cell.ljust(w)
+            for header, cell, w in zip(headers, cells, widths, strict=True)
+        ]
+        return "  ".join(padded).rstrip()
+
+    head = line(headers)
+    parts: list[RenderableType] = []
+    if title:
+        parts.append(Text(title, style="bold"))
+    parts += [Text(head, style="bold"), Text("─" * min(len(head), width))]
+    for cells, error in rows:
         # Text(), not str: error messages may contain [brackets] that rich would read as markup.
-        table.add_row(*(Text(v) for v in row[:6]), Text(service.shorten(row[6], error_width)))
-    return table
+        parts.append(Text(line(cells)))
+        parts.append(Text("  " + service.shorten(error, max(20, width - 2)), style="dim"))
+    return Group(*parts)
 
 
 def _age(seconds: float) -> str:
