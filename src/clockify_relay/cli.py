@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,6 +278,20 @@ def scheduler() -> None:
         relay_scheduler.run(rt, stop)
 
 
+def _self_command() -> str:
+    """How a second shell runs this clockify-relay: its name when that is what PATH finds,
+    else the script's path (relative when under the current directory: .venv/bin/…)."""
+    script = Path(sys.executable).parent / "clockify-relay"
+    if not script.exists():
+        return f"{sys.executable} -m clockify_relay"
+    found = shutil.which("clockify-relay")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "clockify-relay"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -323,7 +338,7 @@ def _start_sandbox_mode(
         exports.append(
             f"export RELAY_ADMIN_JWT_SECRET={env['RELAY_ADMIN_JWT_SECRET']}  # the admin API's"
         )
-    exports.append("export ADMIN_TOKEN=$(clockify-relay admin-token)  # valid for an hour")
+    exports.append(f"export ADMIN_TOKEN=$({_self_command()} admin-token)  # valid for an hour")
     return server, exports
 
 
