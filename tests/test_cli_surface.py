@@ -16,6 +16,7 @@ import redis
 from click.testing import CliRunner
 
 from clockify_relay.admin import tokens
+from clockify_relay.admin.cli import _age
 from clockify_relay.cli import main
 from clockify_relay.embedded_redis import (
     URL_FILE,
@@ -243,3 +244,16 @@ def test_a_redis_orphaned_by_a_killed_run_is_shut_down_by_the_next(tmp_path: Pat
     finally:
         second.stop()
         client.close()
+
+
+def test_ages_are_short_and_in_the_units_since_takes() -> None:
+    assert [_age(s) for s in (0, 59, 60, 3599, 7200, 99 * 86400, 100 * 86400, 700 * 86400)] == [
+        "0s ago",
+        "59s ago",
+        "1m ago",
+        "59m ago",
+        "2h ago",
+        "99d ago",
+        "14w ago",
+        "100w ago",
+    ]

@@ -150,8 +150,11 @@ def _letters_table(
 
 
 def _age(seconds: float) -> str:
-    """How long ago, in the units ``--since`` takes (``45s ago``, ``3h ago``, ``12d ago``)."""
+    """How long ago, in the units ``--since`` takes (``45s ago``, ``3h ago``, ``12d ago``,
+    ``15w ago`` from 100 days on), at most 7 characters for 99 weeks."""
     seconds = max(0, int(seconds))
+    if seconds >= 100 * 86400:
+        return f"{seconds // (7 * 86400)}w ago"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
