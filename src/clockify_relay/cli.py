@@ -368,6 +368,16 @@ def _register_subcommands() -> None:
 
     for command in (check, dlq, events, admin_token, bench):
         main.add_command(command)
+    _short_help_everywhere(main)
+
+
+def _short_help_everywhere(command: click.Command) -> None:
+    """-h on every command, also when one is invoked on its own (tests do): click builds a
+    command's help option once, from the context it first runs in."""
+    command.context_settings = {**CONTEXT_SETTINGS, **command.context_settings}
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _short_help_everywhere(sub)
 
 
 _register_subcommands()
