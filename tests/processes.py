@@ -36,9 +36,10 @@ def relay_env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
 class RelayProcess:
     """A ``clockify-relay`` subcommand run as a child process with its output in a log file."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str]) -> None:
+    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path | None = None) -> None:
         self.args = args
         self.env = dict(env)
+        self.cwd = cwd
         self.log_path = Path(tempfile.mkstemp(prefix="relay-proc-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -47,6 +48,7 @@ class RelayProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "clockify_relay", *self.args],
             env=self.env,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+import redis
 from click.testing import CliRunner
 
+from clockify_relay.admin import checks
 from clockify_relay.cli import main
+from clockify_relay.embedded_redis import free_port, redis_server_binary
 from clockify_relay.sandbox import relay_config
 from clockify_relay.sandbox.server import SandboxServer
 
@@ -277,3 +284,210 @@ def test_check_reports_a_visibility_timeout_a_worker_would_refuse(
     worker = CliRunner().invoke(main, ["worker"])
     assert worker.exit_code != 0
     assert "is too short" in worker.output
+
+
+# --- Redis's own settings -------------------------------------------------------------------
+
+
+class ThrowawayRedis:
+    """A redis-server of this test's own, started with the settings under test."""
+
+    def __init__(self, tmp_path: Path, *options: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(tmp_path),
+                "--save",
+                "",
+                *options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert self.process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def throwaway(tmp_path: Path) -> Iterator[Callable[..., ThrowawayRedis]]:
+    started: list[ThrowawayRedis] = []
+
+    def start(*options: str) -> ThrowawayRedis:
+        server = ThrowawayRedis(tmp_path / f"redis{len(started)}", *options)
+        started.append(server)
+        return server
+
+    for n in range(4):
+        (tmp_path / f"redis{n}").mkdir()
+    yield start
+    for server in started:
+        server.stop()
+
+
+def check_json(*args: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(main, ["check", *args, "-o", "json"])
+    return result.exit_code, orjson.loads(result.stdout)
+
+
+def test_check_refuses_an_evicting_redis(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    key_prefix: str,
+    throwaway: Callable[..., ThrowawayRedis],
+) -> None:
+    server = throwaway("--maxmemory-policy", "allkeys-lru", "--appendonly", "yes")
+    configure(monkeypatch, tmp_path, sandbox, server.url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="t")
+    code, report = check_json()
+    assert code == 1 and report["ok"] is False
+    assert report["redis"]["ok"] is False and report["redis"]["error"] is None
+    [problem] = report["redis"]["problems"]
+    assert problem.startswith("maxmemory-policy is allkeys-lru")
+    assert "set maxmemory-policy noeviction" in problem
+    assert report["redis"]["config"]["maxmemory-policy"] == "allkeys-lru"
+
+    text = CliRunner().invoke(main, ["check"])
+    assert text.exit_code == 1
+    assert f"redis: WRONG (127.0.0.1:{server.port}/0)" in text.output
+    assert "  error: maxmemory-policy is allkeys-lru" in text.output
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "allkeys-random", "volatile-ttl"])
+def test_check_refuses_every_eviction_policy(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    key_prefix: str,
+    throwaway: Callable[..., ThrowawayRedis],
+    policy: str,
+) -> None:
+    server = throwaway("--maxmemory-policy", policy)
+    configure(monkeypatch, tmp_path, sandbox, server.url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="t")
+    code, report = check_json()
+    assert code == 1 and report["redis"]["problems"][0].startswith(f"maxmemory-policy is {policy}")
+
+
+def test_check_warns_about_aof_off_and_everysec_and_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    key_prefix: str,
+    throwaway: Callable[..., ThrowawayRedis],
+) -> None:
+    off = throwaway("--appendonly", "no")
+    configure(monkeypatch, tmp_path, sandbox, off.url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="t")
+    code, report = check_json()
+    assert code == 0 and report["ok"] is True, report  # warnings leave it ok
+    [warning] = report["warnings"]
+    assert warning.startswith("AOF is off (appendonly no)")
+    assert "set appendonly yes and appendfsync always" in warning
+
+    everysec = throwaway("--appendonly", "yes", "--appendfsync", "everysec")
+    monkeypatch.setenv("REDIS_URL", everysec.url)
+    code, report = check_json()
+    assert code == 0 and report["ok"] is True
+    [warning] = report["warnings"]
+    assert warning.startswith("appendfsync is everysec: up to 1 s of accepted webhooks")
+    assert "set appendfsync always" in warning
+    text = CliRunner().invoke(main, ["check"])
+    assert text.exit_code == 0
+    assert "warning: appendfsync is everysec" in text.output
+    assert "maxmemory-policy noeviction, appendonly yes, appendfsync everysec" in text.output
+
+    good = throwaway("--appendonly", "yes", "--appendfsync", "always")
+    monkeypatch.setenv("REDIS_URL", good.url)
+    code, report = check_json()
+    assert code == 0 and report["warnings"] == [] and report["redis"]["problems"] == []
+
+
+def test_check_warns_when_redis_refuses_config_get(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    key_prefix: str,
+    throwaway: Callable[..., ThrowawayRedis],
+) -> None:
+    # As managed Redis does: CONFIG renamed away.
+    server = throwaway("--rename-command", "CONFIG", "")
+    configure(monkeypatch, tmp_path, sandbox, server.url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="t")
+    code, report = check_json()
+    assert code == 0 and report["ok"] is True, report
+    assert report["redis"]["config"] is None
+    [warning] = report["warnings"]
+    assert warning.startswith("could not read Redis config")
+    text = CliRunner().invoke(main, ["check"])
+    assert "warning: could not read Redis config" in text.output
+
+
+def test_check_on_the_test_redis_reports_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="t")
+    _, report = check_json()
+    config = report["redis"]["config"]
+    assert set(config) == {"maxmemory-policy", "appendonly", "appendfsync"}
+    assert report["redis"]["source"] == "REDIS_URL"
+    # Whatever it runs with, eviction is an error and anything short of AOF + always a warning.
+    assert (config["maxmemory-policy"] == "noeviction") == (report["redis"]["problems"] == [])
+    durable = config["appendonly"] == "yes" and config["appendfsync"] == "always"
+    assert durable == (report["warnings"] == [])
+
+
+def test_check_calls_no_target_enabled_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix, CLOCKIFY_WEBHOOK_TOKENS="t")
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    monkeypatch.setenv("RELAY_CONFIG", str(empty))
+    code, report = check_json()
+    assert code == 1 and report["ok"] is False
+    assert report["errors"] == [checks.NO_TARGET]
+    text = CliRunner().invoke(main, ["check"])
+    assert text.exit_code == 1
+    assert "targets enabled: NONE" in text.output
+    assert "error: no target enabled: every webhook would be accepted (202)" in text.output
+
+
+def test_unreadable_config_reply_is_a_warning_not_a_crash() -> None:
+    class Refusing:
+        def config_get(self, name: str) -> dict[str, str]:
+            raise redis.ResponseError("NOPERM this user has no permissions to run 'config'")
+
+    class Silent:
+        def config_get(self, name: str) -> dict[str, str]:
+            return {}
+
+    refused = checks.check_redis_settings(Refusing())  # type: ignore[arg-type]
+    assert refused.problems == [] and refused.config is None
+    assert refused.warnings[0].startswith("could not read Redis config (CONFIG GET refused: NOPERM")
+    silent = checks.check_redis_settings(Silent())  # type: ignore[arg-type]
+    assert silent.problems == []
+    assert silent.warnings[0].startswith("could not read Redis config (maxmemory-policy, ")

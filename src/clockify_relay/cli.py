@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from clockify_relay.cli_context import Invocation, invocation
+from clockify_relay.embedded_redis import LOCAL_DIR
 from clockify_relay.errors import ConfigurationError
 from clockify_relay.settings import Settings, load_settings
 
@@ -20,7 +23,12 @@ if TYPE_CHECKING:
     from clockify_relay.sandbox.server import SandboxServer
 
 
-@click.group()
+# -h beside --help, for the group and (inherited through the context) every subcommand.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="clockify-relay", prog_name="clockify-relay")
 @click.option(
     "--config", "config", envvar="RELAY_CONFIG", help="TOML config file (mappings, rules)."
 )
@@ -80,6 +88,8 @@ def serve_receiver(
         # config path given on the command line reaches them the same way.
         if settings.config_path is not None:
             os.environ["RELAY_CONFIG"] = str(settings.config_path)
+        if settings.redis_url and not os.environ.get("REDIS_URL"):
+            os.environ["REDIS_URL"] = settings.redis_url  # found in ./.clockify-relay
         from clockify_relay.metrics import multiprocess_for_children
 
         multiprocess_for_children()  # one /metrics for every uvicorn process
@@ -187,10 +197,11 @@ def worker(concurrency: int, beat: bool, metrics_port: int) -> None:
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option(
     "--data-dir",
-    default=".relay-data",
+    default=LOCAL_DIR,
     show_default=True,
     type=click.Path(path_type=Path),
-    help="where the embedded Redis keeps its AOF when REDIS_URL is not set",
+    help="where the embedded Redis keeps its AOF and its address (redis.url) when REDIS_URL "
+    "is not set; other commands run in this directory find it in ./.clockify-relay",
 )
 @click.option(
     "--sandbox",
@@ -215,10 +226,10 @@ def run(
 ) -> None:
     """Receiver, worker and scheduler together on one machine (embedded Redis if neither
     REDIS_URL nor REDIS_SENTINELS is set)."""
-    from clockify_relay.embedded_redis import EmbeddedRedis
+    from clockify_relay.embedded_redis import AlreadyRunning, LocalRedis
 
     data_dir = data_dir.resolve()
-    embedded: EmbeddedRedis | None = None
+    embedded: LocalRedis | None = None
     sandbox_server = None
     # One environment for this process's receiver and the worker child; os.environ is left
     # as it was.
@@ -226,13 +237,50 @@ def run(
     config_path = invocation().config_path
     if config_path is not None:
         env["RELAY_CONFIG"] = str(config_path)
+    exports: list[str] = []
     if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
-        embedded = EmbeddedRedis(data_dir / "redis").start()
+        _note_old_data_dir(data_dir)
+        try:
+            embedded = LocalRedis(data_dir).start()
+        except AlreadyRunning as exc:
+            raise click.ClickException(
+                str(exc)
+                + (f"\nto use it from this shell: export REDIS_URL={exc.url}" if exc.url else "")
+            ) from None
         env["REDIS_URL"] = embedded.url
         click.echo(f"embedded Redis at {embedded.url} (data in {data_dir / 'redis'})")
-    if with_sandbox:
-        sandbox_server = _start_sandbox_mode(env, sandbox_port, data_dir, sandbox_reread)
-    settings = load_settings(env)
+        exports.append(f"export REDIS_URL={embedded.url}")
+    try:
+        if with_sandbox:
+            sandbox_server, sandbox_exports = _start_sandbox_mode(
+                env, sandbox_port, data_dir, sandbox_reread
+            )
+            exports += sandbox_exports
+        settings = load_settings(env)
+    except BaseException:
+        if sandbox_server is not None:
+            sandbox_server.stop()
+        if embedded is not None:
+            embedded.stop()
+        raise
+    if exports:
+        # Printed once on purpose: throwaway secrets of this local run, for a second shell.
+        found_here = embedded is not None and data_dir == Path(LOCAL_DIR).resolve()
+        click.echo(
+            "for a second shell"
+            + (
+                " (clockify-relay commands run in this directory find the embedded Redis "
+                "without REDIS_URL):"
+                if found_here
+                else ":"
+            )
+        )
+        for line in exports:
+            click.echo(f"  {line}")
+    # uvicorn re-raises a SIGTERM it caught once it has stopped; as an exception here (not the
+    # default action, which ends the process on the spot) the clean-up below still runs: the
+    # worker is stopped and the embedded Redis gives up its address file.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     worker_process = subprocess.Popen(
         [
             sys.executable,
@@ -306,10 +354,40 @@ def scheduler() -> None:
         relay_scheduler.run(rt, stop, rt.settings.heartbeat_file)
 
 
+def _self_command() -> str:
+    """How a second shell runs this clockify-relay: its name when that is what PATH finds,
+    else the script's path (relative when under the current directory: .venv/bin/…)."""
+    script = Path(sys.executable).parent / "clockify-relay"
+    if not script.exists():
+        return f"{sys.executable} -m clockify_relay"
+    found = shutil.which("clockify-relay")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "clockify-relay"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _note_old_data_dir(data_dir: Path) -> None:
+    """Earlier versions kept ``run``'s data in ./.relay-data: say so rather than start empty."""
+    old = Path(".relay-data").resolve() / "redis"
+    if data_dir == Path(LOCAL_DIR).resolve() and old.is_dir() and not (data_dir / "redis").exists():
+        click.echo(
+            f"note: {old} holds the data of an earlier run (the default --data-dir was "
+            f".relay-data); move it to {data_dir / 'redis'} to keep it, or pass "
+            "--data-dir .relay-data"
+        )
+
+
 def _start_sandbox_mode(
     env: dict[str, str], port: int, data_dir: Path, reread: bool
-) -> SandboxServer:
-    """Start the sandbox in this process and point ``env`` (the relay's) at it."""
+) -> tuple[SandboxServer, list[str]]:
+    """Start the sandbox in this process and point ``env`` (the relay's) at it. Returns the
+    server and the ``export`` lines a second shell needs (the throwaway secrets made here)."""
     from clockify_relay.sandbox import relay_config
     from clockify_relay.sandbox.server import SandboxServer as Server
 
@@ -326,12 +404,18 @@ def _start_sandbox_mode(
         env["CLOCKIFY_API_KEY"] = server.config.clockify_api_key
         env["CLOCKIFY_API_URL"] = server.base_urls["clockify"]
     click.echo(f"sandbox on {server.url} (state: {server.url}/_sandbox/state)")
+    exports: list[str] = []
     if not env.get("CLOCKIFY_WEBHOOK_TOKENS"):
         token = relay_config.new_webhook_token()
         env["CLOCKIFY_WEBHOOK_TOKENS"] = token
-        # Printed once on purpose: it is a throwaway token for this sandbox run.
-        click.echo(f"export TOKEN={token}  # the webhook token (Clockify-Signature header)")
-    return server
+        exports.append(f"export TOKEN={token}  # the webhook token (Clockify-Signature header)")
+    if not env.get("RELAY_ADMIN_JWT_SECRET"):
+        env["RELAY_ADMIN_JWT_SECRET"] = secrets.token_urlsafe(32)
+        exports.append(
+            f"export RELAY_ADMIN_JWT_SECRET={env['RELAY_ADMIN_JWT_SECRET']}  # the admin API's"
+        )
+    exports.append(f"export ADMIN_TOKEN=$({_self_command()} admin-token)  # valid for an hour")
+    return server, exports
 
 
 @main.command()
@@ -364,6 +448,16 @@ def _register_subcommands() -> None:
     from clockify_relay.admin.clockify_cli import register_commands  # webhooks, redrive, …
 
     register_commands(main)
+    _short_help_everywhere(main)
+
+
+def _short_help_everywhere(command: click.Command) -> None:
+    """-h on every command, also when one is invoked on its own (tests do): click builds a
+    command's help option once, from the context it first runs in."""
+    command.context_settings = {**CONTEXT_SETTINGS, **command.context_settings}
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _short_help_everywhere(sub)
 
 
 _register_subcommands()

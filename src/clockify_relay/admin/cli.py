@@ -12,6 +12,7 @@ import functools
 import getpass
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import orjson
 import redis
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -108,40 +109,59 @@ def _has_filters(*values: str | None) -> bool:
     return any(v is not None for v in values)
 
 
-def _letters_table(letters: Sequence[DeadLetter], title: str | None = None) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in (
-        "id",
-        "target",
-        "event type",
-        "entry id",
-        "error kind",
-        "error",
-        "attempts",
-        "last failure",
-    ):
-        table.add_column(
-            column, justify="right" if column == "attempts" else "left", overflow="fold"
-        )
+def _letters_table(
+    letters: Sequence[DeadLetter], title: str | None = None, width: int | None = None
+) -> RenderableType:
+    """Dead letters, two lines each: the facts in aligned columns, then the error (its kind
+    first) indented below, shortened to the width left. Ids are never wrapped or cut: the
+    columns need 100 characters at most (the longest event type, ``14d ago``), so a
+    100-column terminal shows every id whole; only the error line is shortened."""
+    width = width or _console().width
+    now = time.time()
+    headers = ["id", "target", "event type", "entry id", "tries", "failed"]
+    rows: list[tuple[list[str], str]] = []
     for letter in letters:
-        row = service.letter_summary(letter)
+        summary = service.letter_summary(letter)
+        cells = [
+            str(summary["id"]),
+            str(summary["target"]),
+            str(summary["event_type"]),
+            str(summary["entry_id"]),
+            str(summary["attempts"]),
+            _age(now - letter.last_failure),
+        ]
+        rows.append((cells, f"{summary['error_kind']}: {summary['error'] or ''}"))
+    widths = [max([len(h)] + [len(cells[i]) for cells, _ in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(w) if header == "tries" else cell.ljust(w)
+            for header, cell, w in zip(headers, cells, widths, strict=True)
+        ]
+        return "  ".join(padded).rstrip()
+
+    head = line(headers)
+    parts: list[RenderableType] = []
+    if title:
+        parts.append(Text(title, style="bold"))
+    parts += [Text(head, style="bold"), Text("─" * min(len(head), width))]
+    for cells, error in rows:
         # Text(), not str: error messages may contain [brackets] that rich would read as markup.
-        table.add_row(
-            *(
-                Text(str(v))
-                for v in (
-                    row["id"],
-                    row["target"],
-                    row["event_type"],
-                    row["entry_id"],
-                    row["error_kind"],
-                    service.shorten(row["error"], 60),
-                    row["attempts"],
-                    row["last_failure"],
-                )
-            )
-        )
-    return table
+        parts.append(Text(line(cells)))
+        parts.append(Text("  " + service.shorten(error, max(20, width - 2)), style="dim"))
+    return Group(*parts)
+
+
+def _age(seconds: float) -> str:
+    """How long ago, in the units ``--since`` takes (``45s ago``, ``3h ago``, ``12d ago``,
+    ``15w ago`` from 100 days on), at most 7 characters for 99 weeks."""
+    seconds = max(0, int(seconds))
+    if seconds >= 100 * 86400:
+        return f"{seconds // (7 * 86400)}w ago"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 # --- check ----------------------------------------------------------------------------------
@@ -173,7 +193,7 @@ def check(probe: bool, lookups: bool, output: str) -> None:
             for problem in problems:
                 click.echo(f"  {problem}")
         raise SystemExit(2) from None
-    report = checks.check(rt, probe=probe, lookups=lookups)
+    report = checks.check(rt, probe=probe, lookups=lookups, redis_source=invocation().redis_source)
     if output == "json":
         _echo_json(report.to_json())
     else:
@@ -184,8 +204,20 @@ def check(probe: bool, lookups: bool, output: str) -> None:
 
 def _print_check(report: checks.CheckReport) -> None:
     # Plain lines (click.echo: rich would wrap long URLs); rich only for the look-up tables.
+    source = {
+        "REDIS_URL": "",
+        "default": ", the default: REDIS_URL is not set",
+    }.get(report.redis_source, f", found in {report.redis_source}")
     if report.redis_error is None:
-        click.echo(f"redis: ok ({report.redis_at})")
+        click.echo(
+            f"redis: {'ok' if not report.redis_problems else 'WRONG'} ({report.redis_at}{source})"
+        )
+        if report.redis_config:
+            click.echo(
+                "  " + ", ".join(f"{name} {value}" for name, value in report.redis_config.items())
+            )
+        for problem in report.redis_problems:
+            click.echo(f"  error: {problem}")
     else:
         click.echo(
             f"redis: UNREACHABLE at {report.redis_at} ({report.redis_error}): nothing can be "
@@ -200,7 +232,7 @@ def _print_check(report: checks.CheckReport) -> None:
             f"webhooks: {report.webhook_tokens} token(s)"
             + (", add-on JWT verification on" if report.addon_jwt else "")
         )
-    click.echo(f"targets enabled: {', '.join(t.target for t in report.targets) or 'none'}")
+    click.echo(f"targets enabled: {', '.join(t.target for t in report.targets) or 'NONE'}")
     for result in report.targets:
         if result.ok:
             click.echo(f"  {result.target}: {result.message}")
@@ -208,6 +240,10 @@ def _print_check(report: checks.CheckReport) -> None:
             click.echo(f"  {result.target}: {result.error_kind}: {result.message}")
     if report.worker_error is not None:
         click.echo(f"worker: WOULD NOT START - {report.worker_error}")
+    for error in report.errors:
+        click.echo(f"error: {error}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
     for note in report.notes:
         click.echo(f"note: {note}")
     for result in report.targets:
@@ -682,13 +718,25 @@ def _trace_cells(record: dict[str, Any]) -> list[str]:
     show_default="$USER",
     help="who the token is for (the JWT sub claim)",
 )
-def admin_token(ttl: int, subject: str) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help='text: the token alone (for $(...)); json: {"token", "subject", "expires_in"}',
+)
+def admin_token(ttl: int, subject: str, output: str) -> None:
     """Print an admin API token (HS256 JWT signed with RELAY_ADMIN_JWT_SECRET)."""
     secret = invocation().settings.admin_jwt_secret
     if not secret:
         _fail("RELAY_ADMIN_JWT_SECRET is not set: the admin API is disabled")
         return
-    click.echo(tokens.mint_admin_token(secret.reveal(), subject, ttl))
+    token = tokens.mint_admin_token(secret.reveal(), subject, ttl)
+    if output == "json":
+        _echo_json({"token": token, "subject": subject, "expires_in": ttl})
+    else:
+        click.echo(token)
 
 
 @click.group()
