@@ -31,8 +31,9 @@ from clockify_relay.pipeline import runtime as runtime_module
 from clockify_relay.pipeline.runtime import Runtime, reset_runtime
 from clockify_relay.settings import Settings
 
-# Commands that run something rather than print data: no -o.
-SERVERS = {"run", "serve", "worker", "scheduler", "sandbox"}
+# Commands that run something rather than print data (the liveness probe answers by its exit
+# status): no -o.
+SERVERS = {"run", "serve", "worker", "scheduler", "sandbox", "worker-alive"}
 
 
 def commands(

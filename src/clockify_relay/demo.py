@@ -696,8 +696,9 @@ def send(http: httpx.Client, stack: Stack, step: Step) -> None:
     step.answer = answer if isinstance(answer, dict) else {"answer": answer}
 
 
-def run_demo(console: Console, timeout: float) -> int:
-    """Run the whole demo; returns the exit status (0: everything arrived as it should)."""
+def run_demo(console: Console, timeout: float, report: dict[str, Any] | None = None) -> int:
+    """Run the whole demo; returns the exit status (0: everything arrived as it should).
+    ``report`` (given) receives the verdict: ok, seconds, targets, differences."""
     started = time.monotonic()
     targets = list(registry.names())
     # A documented 4xx is permanent on every booking target; Tracket's is the plainest.
@@ -720,6 +721,8 @@ def run_demo(console: Console, timeout: float) -> int:
         problems = _play(console, stack, script, targets, started + timeout)
     except DemoError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
+        if report is not None:
+            report.update(ok=False, targets=targets, differences=[str(exc)])
         return 1
     except Exception:
         # Ctrl-C in a terminal also stops the embedded Redis (it shares the terminal's process
@@ -735,6 +738,10 @@ def run_demo(console: Console, timeout: float) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     took = time.monotonic() - started
+    if report is not None:
+        report.update(
+            ok=not problems, seconds=round(took, 1), targets=targets, differences=problems
+        )
     if problems:
         console.print(f"\n[red]FAILED[/red] ({took:.0f} s): what differs:")
         for problem in problems:
@@ -968,13 +975,27 @@ def show_state(
     type=float,
     help="seconds to wait for every event to settle",
 )
-def demo(timeout: float) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; json: the verdict on stdout (the tables go to stderr)",
+)
+def demo(timeout: float, output: str) -> None:
     """See it work in one command: embedded Redis, the sandbox, receiver and worker; scripted
     Clockify webhooks; a table of what each target holds; exit 0 only if all is as it should."""
-    console = Console(width=None if sys.stdout.isatty() else 180)
+    as_json = output == "json"
+    console = Console(
+        width=None if sys.stdout.isatty() else 180, file=sys.stderr if as_json else None
+    )
+    report: dict[str, Any] = {}
     try:
-        status = run_demo(console, timeout)
+        status = run_demo(console, timeout, report)
     except KeyboardInterrupt:
         console.print("interrupted: everything started was stopped and removed")
         status = 130
+    if as_json:
+        click.echo(orjson.dumps(report or {"ok": False, "differences": ["interrupted"]}))
     sys.exit(status)
