@@ -491,3 +491,47 @@ def test_unreadable_config_reply_is_a_warning_not_a_crash() -> None:
     silent = checks.check_redis_settings(Silent())  # type: ignore[arg-type]
     assert silent.problems == []
     assert silent.warnings[0].startswith("could not read Redis config (maxmemory-policy, ")
+
+
+def test_check_counts_tokens_stored_by_webhooks_register_as_configured(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    from clockify_relay.clockify.token_store import TokenStore
+
+    configure(monkeypatch, tmp_path, sandbox, redis_url, key_prefix)
+    before = orjson.loads(CliRunner().invoke(main, ["check", "-o", "json"]).stdout)
+    assert before["webhooks"]["ok"] is False
+    client = redis.Redis.from_url(redis_url)
+    TokenStore(client, key_prefix).add("NEW_TIME_ENTRY", "stored-token")
+    client.close()
+    after = orjson.loads(CliRunner().invoke(main, ["check", "-o", "json"]).stdout)
+    assert after["webhooks"] == {**after["webhooks"], "ok": True, "stored_tokens": 1}
+
+
+def test_check_reports_too_few_replicas_for_the_wait_it_is_configured_with(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    configure(
+        monkeypatch,
+        tmp_path,
+        sandbox,
+        redis_url,
+        key_prefix,
+        CLOCKIFY_WEBHOOK_TOKENS="tok",
+        RELAY_REDIS_MIN_REPLICAS="1",
+        RELAY_REDIS_TIMEOUT="2",
+    )
+    result = CliRunner().invoke(main, ["check", "-o", "json"])
+    report = orjson.loads(result.stdout)
+    assert result.exit_code == 1
+    assert report["replication"]["ok"] is False and report["replication"]["problems"]
+    text = CliRunner().invoke(main, ["check"]).output
+    assert "replication: WRONG (direct" in text

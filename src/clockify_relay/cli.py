@@ -398,6 +398,7 @@ def _start_sandbox_mode(
     )
     env["RELAY_CONFIG"] = str(config_path)
     env.update(relay_config.sandbox_env(server.config, server.base_urls))
+    relay_config.bypass_proxy(env)
     # The Clockify fake knows only entries put into it, so re-reading is off unless asked for.
     env.pop("CLOCKIFY_API_KEY", None)
     if reread:

@@ -617,9 +617,7 @@ class Stack:
             RELAY_LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
         )
-        # Every call of the relay's goes to 127.0.0.1: never through the caller's HTTP proxy.
-        for name in ("NO_PROXY", "no_proxy"):
-            env[name] = ",".join(filter(None, (env.get(name), "127.0.0.1,localhost")))
+        relay_config.bypass_proxy(env)
         self.env = env
         self.runtime = Runtime(load_settings(env))
         port = free_port()

@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 import redis
 
+from clockify_relay.clockify.token_store import TokenStore
 from clockify_relay.connectors import registry
 from clockify_relay.errors import ConfigurationError, RelayError
 from clockify_relay.pipeline.engine import DeliveryEngine
 from clockify_relay.pipeline.runtime import Runtime
-from clockify_relay.redis_conn import redis_url
+from clockify_relay.redis_conn import redis_url, replication_status
 from clockify_relay.settings import ignored_target_env
 
 
@@ -62,6 +63,10 @@ class CheckReport:
     errors: list[str] = field(default_factory=list)
     # Worth fixing, not fatal (AOF off or fsync everysec, Redis config unreadable).
     warnings: list[str] = field(default_factory=list)
+    # Webhook tokens `webhooks register`/`rotate` stored in Redis (hashed), accepted now.
+    stored_tokens: int = 0
+    # With Sentinel or RELAY_REDIS_MIN_REPLICAS: redis_conn.replication_status (else None).
+    replication: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,6 +76,7 @@ class CheckReport:
             and not self.redis_problems
             and not self.errors
             and self.webhooks_configured
+            and (self.replication is None or bool(self.replication.get("ok")))
             and self.worker_error is None
             and all(t.ok for t in self.targets)
         )
@@ -90,8 +96,10 @@ class CheckReport:
             "webhooks": {
                 "ok": self.webhooks_configured,
                 "tokens": self.webhook_tokens,
+                "stored_tokens": self.stored_tokens,
                 "addon_jwt": self.addon_jwt,
             },
+            "replication": self.replication,
             "targets": [t.to_json() for t in self.targets],
             "worker": {"ok": self.worker_error is None, "error": self.worker_error},
             "errors": self.errors,
@@ -207,9 +215,11 @@ def check(
     settings = rt.settings
     redis_error: str | None = None
     redis_settings = RedisSettingsCheck(None, [], [])
+    stored_tokens = 0
     try:
         rt.redis.ping()
         redis_settings = check_redis_settings(rt.redis)
+        stored_tokens = len(TokenStore(rt.redis, settings.key_prefix).tokens())
     except (redis.RedisError, OSError) as exc:
         # The class name only: a connection error's text can carry the URL (and password).
         redis_error = type(exc).__name__
@@ -223,10 +233,13 @@ def check(
             rt.check_timing()
         except ConfigurationError as exc:
             worker_error = exc.message
+    replication = None
+    if settings.uses_sentinel or settings.redis_min_replicas > 0:
+        replication = replication_status(settings)
     return CheckReport(
         redis_at=redis_location(redis_url(settings)),
         redis_error=redis_error,
-        webhooks_configured=verifier.configured,
+        webhooks_configured=verifier.configured or stored_tokens > 0,
         webhook_tokens=len(settings.webhook_tokens),
         addon_jwt=verifier.addon_enabled,
         targets=results,
@@ -239,6 +252,8 @@ def check(
         # would fan each one out to nothing, so events are dropped while Clockify sees success.
         errors=[] if results else [NO_TARGET],
         warnings=redis_settings.warnings,
+        stored_tokens=stored_tokens,
+        replication=replication,
     )
 
 

@@ -223,13 +223,23 @@ def _print_check(report: checks.CheckReport) -> None:
             f"redis: UNREACHABLE at {report.redis_at} ({report.redis_error}): nothing can be "
             "queued or delivered"
         )
+    replication = report.replication
+    if replication is not None:
+        click.echo(
+            f"replication: {'ok' if replication.get('ok') else 'WRONG'} ({replication['mode']}, "
+            f"master {replication.get('master') or '?'})"
+        )
+        for problem in replication.get("problems", []):
+            click.echo(f"  error: {problem}")
     if not report.webhooks_configured:
         click.echo(
-            "webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY"
+            "webhooks: NOT CONFIGURED - set CLOCKIFY_WEBHOOK_TOKENS and/or CLOCKIFY_ADDON_KEY, "
+            "or run `clockify-relay webhooks register`"
         )
     else:
         click.echo(
             f"webhooks: {report.webhook_tokens} token(s)"
+            + (f", {report.stored_tokens} stored by `webhooks`" if report.stored_tokens else "")
             + (", add-on JWT verification on" if report.addon_jwt else "")
         )
     click.echo(f"targets enabled: {', '.join(t.target for t in report.targets) or 'NONE'}")

@@ -36,6 +36,13 @@ def sandbox_env(config: SandboxConfig, base_urls: Mapping[str, str]) -> dict[str
     return env
 
 
+def bypass_proxy(env: dict[str, str]) -> None:
+    """Every call to the sandbox goes to 127.0.0.1: never through the caller's HTTP proxy
+    (httpx honours ``HTTP_PROXY``; ``NO_PROXY`` keeps local addresses direct)."""
+    for name in ("NO_PROXY", "no_proxy"):
+        env[name] = ",".join(filter(None, (env.get(name), "127.0.0.1,localhost")))
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
