@@ -45,6 +45,10 @@ def test_bench_ingest_reports_every_field(redis_url: str) -> None:
         "every_202_queued",
     }
     assert "receiver / bare throughput" in format_report(report)
+    # The disk's own fsync latency, beside the ack p99 (ARCHITECTURE §3, durability decision).
+    disk = report["disk_fsync_ms"]
+    assert 0 < disk["p50"] <= disk["p99"] <= disk["max"] and "Redis is elsewhere" in disk["where"]
+    assert "disk fsync" in format_report(report)
 
 
 @pytest.mark.parametrize("mode", ["processes", "celery"])

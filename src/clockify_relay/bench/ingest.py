@@ -36,7 +36,7 @@ import psutil
 import redis
 
 from clockify_relay.bench import delete_prefix, machine_info, redis_persistence, safe_redis_url
-from clockify_relay.bench.loadgen import SAMPLE_BODY, SAMPLE_EVENT_TYPE
+from clockify_relay.bench.loadgen import SAMPLE_BODY, SAMPLE_EVENT_TYPE, latency_summary
 from clockify_relay.embedded_redis import EmbeddedRedis, free_port
 from clockify_relay.pipeline.messages import QUEUE
 
@@ -301,6 +301,14 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
             embedded = EmbeddedRedis(workdir / "redis", fsync=options.fsync).start()
             url = embedded.url
         client = redis.Redis.from_url(url)
+        # Measured where the embedded Redis writes its AOF (a remote Redis's disk is not
+        # this one: then it is this machine's, and says so).
+        report["disk_fsync_ms"] = {
+            "where": "the embedded Redis's AOF directory"
+            if embedded is not None
+            else "this machine's work directory (Redis is elsewhere: not its disk)",
+            **disk_fsync_latency(workdir / "redis"),
+        }
         report["redis"] = {
             "url": safe_redis_url(url),
             "embedded": embedded is not None,
@@ -417,6 +425,30 @@ def run_ingest(options: IngestOptions, progress: Progress = lambda _: None) -> d
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+FSYNC_SAMPLES = 300
+FSYNC_BLOCK = b"x" * 2048  # about one AOF entry of an ingest script call
+
+
+def disk_fsync_latency(directory: Path, samples: int = FSYNC_SAMPLES) -> dict[str, float]:
+    """The disk's own fsync latency where Redis keeps its AOF: append a block, fsync, repeat
+    (what ``appendfsync always`` does per write). With AOF ``always`` the ack latency cannot
+    be lower than this (docs/ARCHITECTURE.md §3, durability decision)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "fsync-probe"
+    timings: list[float] = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(samples):
+            os.write(fd, FSYNC_BLOCK)
+            started = time.perf_counter()
+            os.fsync(fd)
+            timings.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return latency_summary(timings)
+
+
 def format_report(report: Mapping[str, Any]) -> str:
     """The report as a few aligned lines of text."""
     lines: list[str] = []
@@ -459,6 +491,13 @@ def format_report(report: Mapping[str, Any]) -> str:
         report["baseline"]["max"],
     )
     lines.append("")
+    if "disk_fsync_ms" in report:
+        disk = report["disk_fsync_ms"]
+        lines.append(
+            f"disk fsync ({disk['where']}): p50 {disk['p50']:.2f} ms, p99 {disk['p99']:.2f} ms, "
+            f"max {disk['max']:.2f} ms; receiver ack p99 at the fixed rate "
+            f"{fixed['latency_ms'].get('p99', 0):.2f} ms"
+        )
     lines.append(f"receiver / bare throughput: {report['ratio']}")
     lines.append(
         f"peak RSS: receiver {receiver['peak_rss_mb']} MB "
