@@ -34,7 +34,6 @@ class Envelope(TypedDict):
 QUEUE = "relay"
 ROUTE_TASK = "clockify_relay.route"
 DELIVER_TASK = "clockify_relay.deliver"
-RELEASE_TASK = "clockify_relay.release_parked"
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED = b'{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 
