@@ -66,12 +66,14 @@ def _filter_options(func: Callable[P, R]) -> Callable[P, R]:
     return func
 
 
-def _console(stderr: bool = False) -> Console:
+def make_console(stderr: bool = False) -> Console:
+    """A console for human output (stderr: progress bars, so stdout stays clean for -o json)."""
     # Built per call so it writes to the stream click has in place (CliRunner swaps them).
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def _echo_json(data: Any) -> None:
+def echo_json(data: Any) -> None:
+    """``-o json`` output: indented JSON on stdout."""
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
@@ -116,7 +118,7 @@ def _letters_table(
     first) indented below, shortened to the width left. Ids are never wrapped or cut: the
     columns need 100 characters at most (the longest event type, ``14d ago``), so a
     100-column terminal shows every id whole; only the error line is shortened."""
-    width = width or _console().width
+    width = width or make_console().width
     now = time.time()
     headers = ["id", "target", "event type", "entry id", "tries", "failed"]
     rows: list[tuple[list[str], str]] = []
@@ -185,7 +187,7 @@ def check(probe: bool, lookups: bool, output: str) -> None:
         # Every problem load_settings found (SettingsError), or the one that stopped it.
         problems = list(getattr(exc, "problems", ())) or [exc.message]
         if output == "json":
-            _echo_json({"ok": False, "error": f"configuration error: {exc}", "problems": problems})
+            echo_json({"ok": False, "error": f"configuration error: {exc}", "problems": problems})
         elif len(problems) == 1:
             click.echo(f"configuration error: {problems[0]}")
         else:
@@ -195,7 +197,7 @@ def check(probe: bool, lookups: bool, output: str) -> None:
         raise SystemExit(2) from None
     report = checks.check(rt, probe=probe, lookups=lookups, redis_source=invocation().redis_source)
     if output == "json":
-        _echo_json(report.to_json())
+        echo_json(report.to_json())
     else:
         _print_check(report)
     if not report.ok:
@@ -258,7 +260,7 @@ def _print_check(report: checks.CheckReport) -> None:
         click.echo(f"note: {note}")
     for result in report.targets:
         for kind, rows in (result.lookups or {}).items():
-            _console().print(_lookup_table(f"{result.target} {kind.replace('_', ' ')}", rows))
+            make_console().print(_lookup_table(f"{result.target} {kind.replace('_', ' ')}", rows))
 
 
 def _lookup_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
@@ -298,9 +300,9 @@ def dlq_list(
     flt = _letter_filter(target, event_type, since, until)
     letters = service.list_letters(invocation().runtime, flt)
     if output == "json":
-        _echo_json([service.letter_summary(letter) for letter in letters])
+        echo_json([service.letter_summary(letter) for letter in letters])
         return
-    console = _console()
+    console = make_console()
     if not letters:
         console.print("no dead letters match")
         return
@@ -320,9 +322,9 @@ def dlq_show(letter_id: str, output: str) -> None:
         return
     detail = service.letter_detail(letter)
     if output == "json":
-        _echo_json(detail)
+        echo_json(detail)
         return
-    console = _console()
+    console = make_console()
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
@@ -464,7 +466,7 @@ def dlq_replay(
     unsettled = follow and any(r.state in ("queued", "retrying") for r in results)
     failed = [r for r in results if not r.ok]
     if output == "json":
-        _echo_json(
+        echo_json(
             {
                 "dry_run": dry_run,
                 "results": [r.to_json() for r in results],
@@ -474,9 +476,9 @@ def dlq_replay(
             }
         )
     elif not results:
-        _console().print("no dead letters match")
+        make_console().print("no dead letters match")
     else:
-        console = _console()
+        console = make_console()
         console.print(_summary_table(results, dry_run))
         if not dry_run:
             counts = Counter(r.state or "-" for r in results if r.found)
@@ -505,7 +507,7 @@ def _follow(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[states]}"),
-        console=_console(stderr=True),
+        console=make_console(stderr=True),
         disable=quiet,
     )
     followed = [r for r in results if r.state]
@@ -553,12 +555,12 @@ def dlq_purge(
     letters, missing = service.select_letters(rt, list(ids), flt)
     if all_ and not letters:
         if as_json:
-            _echo_json({"removed": 0, "missing": []})
+            echo_json({"removed": 0, "missing": []})
         else:
             click.echo("no dead letters match")
         return
     if all_ and not yes:
-        _console(stderr=as_json).print(_letters_table(letters, "to purge"))
+        make_console(stderr=as_json).print(_letters_table(letters, "to purge"))
         click.confirm(
             f"purge {len(letters)} dead letter(s)? They will not be delivered",
             abort=True,
@@ -566,7 +568,7 @@ def dlq_purge(
         )
     removed = service.purge(rt, [letter.id for letter in letters])
     if as_json:
-        _echo_json({"removed": removed, "missing": missing})
+        echo_json({"removed": removed, "missing": missing})
     else:
         click.echo(f"purged {removed} dead letter(s)")
     if missing:
@@ -620,10 +622,10 @@ def events_list(
         limit=limit,
     )
     if output == "json":
-        _echo_json({"count": len(rows), "events": rows})
+        echo_json({"count": len(rows), "events": rows})
         return
     if not rows:
-        _console().print("no events match")
+        make_console().print("no events match")
         return
     table = Table(title=f"events since {service.iso(start)}")
     table.add_column("event id", no_wrap=True)
@@ -640,7 +642,7 @@ def events_list(
             str(row["entry_id"]),
             outcomes,
         )
-    _console().print(table)
+    make_console().print(table)
 
 
 @events.command("show")
@@ -656,9 +658,9 @@ def events_show(event_id: str, output: str) -> None:
         return
     data = view.to_json()
     if output == "json":
-        _echo_json(data)
+        echo_json(data)
         return
-    console = _console()
+    console = make_console()
     summary = data["summary"] or {"event_id": event_id}
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -744,7 +746,7 @@ def admin_token(ttl: int, subject: str, output: str) -> None:
         return
     token = tokens.mint_admin_token(secret.reveal(), subject, ttl)
     if output == "json":
-        _echo_json({"token": token, "subject": subject, "expires_in": ttl})
+        echo_json({"token": token, "subject": subject, "expires_in": ttl})
     else:
         click.echo(token)
 
@@ -761,7 +763,7 @@ def targets_list(output: str) -> None:
     """Every target: enabled, running / paused / breaker open, held deliveries."""
     rows = service.targets_overview(invocation().runtime)
     if output == "json":
-        _echo_json({"targets": rows})
+        echo_json({"targets": rows})
         return
     table = Table(title="targets")
     for column in ("target", "enabled", "state", "held", "since", "reason"):
@@ -777,7 +779,7 @@ def targets_list(output: str) -> None:
             " ".join(x for x in (row["reason"], f"({row['paused_by']})") if row["paused_by"])
             or "-",
         )
-    _console().print(table)
+    make_console().print(table)
 
 
 @targets.command("pause")
@@ -792,9 +794,11 @@ def targets_pause(name: str, reason: str, output: str) -> None:
     except service.OpsError as exc:
         raise click.UsageError(str(exc)) from None
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
-        _console().print(f"{name} paused: its deliveries are held until `targets resume {name}`")
+        make_console().print(
+            f"{name} paused: its deliveries are held until `targets resume {name}`"
+        )
 
 
 @targets.command("resume")
@@ -808,8 +812,10 @@ def targets_resume(name: str, output: str) -> None:
     except service.OpsError as exc:
         raise click.UsageError(str(exc)) from None
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     elif not result["was_paused"]:
-        _console().print(f"{name} was not paused; {result['released']} held deliveries queued")
+        make_console().print(f"{name} was not paused; {result['released']} held deliveries queued")
     else:
-        _console().print(f"{name} resumed: {result['released']} held deliveries queued in order")
+        make_console().print(
+            f"{name} resumed: {result['released']} held deliveries queued in order"
+        )

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import click
-import orjson
 import redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -28,7 +27,8 @@ from rich.text import Text
 from clockify_relay.admin import backfill as backfill_module
 from clockify_relay.admin import redrive as redrive_module
 from clockify_relay.admin import webhooks as hooks
-from clockify_relay.admin.service import OpsError, parse_when
+from clockify_relay.admin.cli import OUTPUT, echo_json, make_console
+from clockify_relay.admin.service import OpsError, parse_when, shorten
 from clockify_relay.cli_context import invocation
 from clockify_relay.clockify.client import ClockifyClient
 from clockify_relay.clockify.models import ROUTED_EVENTS
@@ -39,14 +39,6 @@ from clockify_relay.pipeline.runtime import Runtime
 P = ParamSpec("P")
 R = TypeVar("R")
 
-OUTPUT = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts",
-)
 WORKSPACE = click.option(
     "--workspace",
     metavar="ID",
@@ -54,14 +46,6 @@ WORKSPACE = click.option(
     "key's default workspace)",
 )
 EVENT_TYPE = click.Choice(sorted(ROUTED_EVENTS))
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-
-
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -143,12 +127,12 @@ def register_cmd(url: str, dry_run: bool, workspace: str | None, output: str) ->
     with _context(workspace) as ctx:
         rows = hooks.register(ctx.ops, ctx.runtime, url, dry_run=dry_run)
         if output == "json":
-            _echo_json({"workspace": ctx.ops.workspace_id, "webhooks": [r.to_json() for r in rows]})
+            echo_json({"workspace": ctx.ops.workspace_id, "webhooks": [r.to_json() for r in rows]})
             return
         if not rows:
             click.echo("no enabled target handles a Clockify event: nothing to register")
             return
-        _console().print(
+        make_console().print(
             _table(
                 f"webhooks of workspace {ctx.ops.workspace_id}",
                 ["event type", "name", "action", "webhook id", "note"],
@@ -168,9 +152,9 @@ def list_cmd(url: str | None, workspace: str | None, output: str) -> None:
     with _context(workspace) as ctx:
         rows = hooks.list_webhooks(ctx.ops, ctx.runtime, url)
         if output == "json":
-            _echo_json({"workspace": ctx.ops.workspace_id, "webhooks": [r.to_json() for r in rows]})
+            echo_json({"workspace": ctx.ops.workspace_id, "webhooks": [r.to_json() for r in rows]})
         else:
-            _console().print(
+            make_console().print(
                 _table(
                     f"webhooks of workspace {ctx.ops.workspace_id}",
                     ["event type", "expected", "status", "webhook id", "name", "url", "enabled"],
@@ -214,9 +198,9 @@ def rotate_cmd(
     with _context(workspace) as ctx:
         rows = hooks.rotate(ctx.ops, list(event_types), grace=grace, force=force)
         if output == "json":
-            _echo_json({"workspace": ctx.ops.workspace_id, "rotated": [r.to_json() for r in rows]})
+            echo_json({"workspace": ctx.ops.workspace_id, "rotated": [r.to_json() for r in rows]})
             return
-        _console().print(
+        make_console().print(
             _table(
                 "token rotation",
                 ["event type", "webhook id", "action", "note"],
@@ -256,9 +240,9 @@ def logs_cmd(
             event_types=event_types,
         )
         if output == "json":
-            _echo_json([r.to_json() for r in rows])
+            echo_json([r.to_json() for r in rows])
             return
-        _console().print(
+        make_console().print(
             _table(
                 f"webhook deliveries of workspace {ctx.ops.workspace_id}",
                 ["responded at", "event type", "status", "request body", "response"],
@@ -267,17 +251,13 @@ def logs_cmd(
                         r.responded_at,
                         r.event_type,
                         r.status_code,
-                        _shorten(r.request_body, 80),
-                        _shorten(r.response_body, 40),
+                        shorten(r.request_body, 80),
+                        shorten(r.response_body, 40),
                     ]
                     for r in rows
                 ],
             )
         )
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # --- redrive ---------------------------------------------------------------------------------
@@ -311,10 +291,10 @@ def redrive_cmd(
         )
     counts = redrive_module.summary(rows)
     if output == "json":
-        _echo_json({"summary": counts, "deliveries": [r.to_json() for r in rows]})
+        echo_json({"summary": counts, "deliveries": [r.to_json() for r in rows]})
         return
     if rows:
-        _console().print(
+        make_console().print(
             _table(
                 "redriven deliveries",
                 ["responded at", "event type", "entry id", "was", "outcome", "reason"],
@@ -353,9 +333,9 @@ def backfill_cmd(
             ctx.ops, ctx.runtime, since=start, until=end, user=user_id, progress=tick
         )
     if output == "json":
-        _echo_json(report.to_json())
+        echo_json(report.to_json())
         return
-    _console().print(
+    make_console().print(
         _table(
             f"backfill {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC",
             ["", "entries"],

@@ -37,10 +37,21 @@ from clockify_relay.settings import Settings
 
 Gate = Literal["run", "probe", "held"]
 
+# Lua, shared by the scripts below with KEYS[2..6] = outbox, waiting, received, held, held
+# counter and ARGV[2] = the message id: set the delivery aside, next in the target's order.
+HOLD_LUA = """
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  redis.call('ZADD', KEYS[5], redis.call('INCR', KEYS[6]), ARGV[2])
+end
+"""
+
 # KEYS: paused, outbox, waiting, received, held, held counter.
 # ARGV: target, message id, now, probe timeout.
 # 'run' (not paused), 'probe' (this delivery tests a tripped breaker), or 'held' (set aside).
-GATE_SCRIPT = """
+GATE_SCRIPT = (
+    """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 'run' end
 local pause = cjson.decode(raw)
@@ -55,13 +66,11 @@ if pause.breaker then
     return 'probe'
   end
 end
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
-  redis.call('ZREM', KEYS[3], ARGV[2])
-  redis.call('ZREM', KEYS[4], ARGV[2])
-  redis.call('ZADD', KEYS[5], redis.call('INCR', KEYS[6]), ARGV[2])
-end
-return 'held'
 """
+    + HOLD_LUA
+    + """return 'held'
+"""
+)
 
 # KEYS: paused, failures. ARGV: target, threshold, pause JSON.
 # Count one more transient failure; trip the breaker at the threshold unless already paused.
@@ -89,7 +98,8 @@ return 0
 
 # KEYS: paused, outbox, waiting, received, held, held counter.
 # ARGV: target, message id, next probe time. The probe failed: hold it, cool down again.
-REOPEN_SCRIPT = """
+REOPEN_SCRIPT = (
+    """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if raw then
   local pause = cjson.decode(raw)
@@ -99,13 +109,11 @@ if raw then
     redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(pause))
   end
 end
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
-  redis.call('ZREM', KEYS[3], ARGV[2])
-  redis.call('ZREM', KEYS[4], ARGV[2])
-  redis.call('ZADD', KEYS[5], redis.call('INCR', KEYS[6]), ARGV[2])
-end
-return 1
 """
+    + HOLD_LUA
+    + """return 1
+"""
+)
 
 # KEYS: paused, held, outbox, waiting, counter, queue. ARGV: target, now, probe timeout.
 # Queue the oldest held delivery of a tripped breaker as its probe, when one is due.
