@@ -138,7 +138,13 @@ def test_a_second_shell_finds_the_embedded_redis_and_the_printed_exports_work(
         relay.wait_for_log("ready.", timeout=60)
         log = relay.log()
         exports = dict(re.findall(r"^  export (\w+)=(\S+)", log, re.MULTILINE))
-        assert set(exports) == {"REDIS_URL", "TOKEN", "RELAY_ADMIN_JWT_SECRET", "ADMIN_TOKEN"}
+        assert set(exports) == {
+            "REDIS_URL",
+            "RELAY_CONFIG",
+            "TOKEN",
+            "RELAY_ADMIN_JWT_SECRET",
+            "ADMIN_TOKEN",
+        }
         # A command to run, with this clockify-relay (PATH here does not find it).
         assert re.search(r"^  export ADMIN_TOKEN=\$\(\S*clockify-relay admin-token\)", log, re.M)
         url = exports["REDIS_URL"]
@@ -163,6 +169,13 @@ def test_a_second_shell_finds_the_embedded_redis_and_the_printed_exports_work(
         assert report["warnings"] == []
         # This shell has no config of its own: no target, which check calls an error.
         assert checked.returncode == 1 and report["errors"][0].startswith("no target enabled")
+        # With the exported config, an operator command sees the targets the workers run
+        # (and needs none of their credentials).
+        targets = second_shell(
+            tmp_path, "targets", "list", "-o", "json", RELAY_CONFIG=exports["RELAY_CONFIG"]
+        )
+        assert targets.returncode == 0, targets.stderr
+        assert all(t["enabled"] for t in orjson.loads(targets.stdout)["targets"])
         # Elsewhere nothing is found: the default address.
         elsewhere = second_shell(tmp_path / ".clockify-relay", "check", "-o", "json")
         assert orjson.loads(elsewhere.stdout)["redis"]["source"] == "default"

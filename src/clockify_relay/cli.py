@@ -405,7 +405,9 @@ def _start_sandbox_mode(
         env["CLOCKIFY_API_KEY"] = server.config.clockify_api_key
         env["CLOCKIFY_API_URL"] = server.base_urls["clockify"]
     click.echo(f"sandbox on {server.url} (state: {server.url}/_sandbox/state)")
-    exports: list[str] = []
+    # The sandbox config, so `targets list`, `events`, `dlq` in a second shell see the same
+    # targets (operator commands need no target credentials: docs/ARCHITECTURE.md).
+    exports: list[str] = [f"export RELAY_CONFIG={config_path}"]
     if not env.get("CLOCKIFY_WEBHOOK_TOKENS"):
         token = relay_config.new_webhook_token()
         env["CLOCKIFY_WEBHOOK_TOKENS"] = token

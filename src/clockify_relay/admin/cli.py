@@ -631,10 +631,10 @@ def events_list(
     table.add_column("event id", no_wrap=True)
     table.add_column("routed", no_wrap=True)
     table.add_column("type", overflow="ellipsis", max_width=20)
-    table.add_column("entry", overflow="ellipsis", max_width=24)
-    table.add_column("outcomes", overflow="fold")
+    table.add_column("entry", no_wrap=True)
+    table.add_column("outcomes", overflow="fold", min_width=16)
     for row in rows:
-        outcomes = ", ".join(f"{t}: {o}" for t, o in row["outcomes"].items()) or "-"
+        outcomes = " ".join(f"{t}:{o}" for t, o in row["outcomes"].items()) or "-"
         table.add_row(
             row["event_id"],
             str(row["routed_at"] or "-")[11:19],
