@@ -455,3 +455,18 @@ def test_admin_token_mints_a_verifiable_hs256_token(cli: Env) -> None:
     with pytest.raises(tokens.TokenError):
         tokens.verify_admin_token("another-secret-of-enough-length!!", token)
     assert cli.run(admin_token, "--ttl", "0").exit_code == 2
+
+
+def test_a_letter_whose_replay_is_under_way_is_not_queued_twice(cli: Env) -> None:
+    letter_id, _ = dead_letter()
+    assert cli.run(targets, "pause", "everit").exit_code == 0
+    first = cli.json(dlq, "replay", letter_id, "--no-wait")
+    assert first["queued"] == 1
+    assert run_queued(runtime_module.runtime()) == 1  # held: everit is paused
+    second = cli.json(dlq, "replay", letter_id, "--no-wait")
+    [result] = second["results"]
+    assert second["queued"] == 0 and result["state"] == "held"
+    assert "already under way" in result["message"]
+    assert run_queued(runtime_module.runtime()) == 0
+    forced = cli.json(dlq, "replay", letter_id, "--no-wait", "--force")
+    assert forced["queued"] == 1  # --force queues it all the same

@@ -20,6 +20,7 @@ from typing import Any
 
 from clockify_relay.connectors import registry
 from clockify_relay.pipeline import delivery, trace
+from clockify_relay.pipeline.control import FINAL_STATES
 from clockify_relay.pipeline.dlq import ROUTE_TARGET, DeadLetter, dlq_id
 from clockify_relay.pipeline.messages import Envelope
 from clockify_relay.pipeline.runtime import Runtime
@@ -233,11 +234,13 @@ def replay_many(
     leaves the dead-letter queue when a worker has delivered it."""
     results: list[ReplayResult] = []
     queue: list[DeadLetter] = []
+    in_flight = {} if dry_run else rt.control.replay_states([letter.id for letter in letters])
+    queued: list[ReplayResult] = []
     for letter in letters:
         where = "routed again" if letter.target == ROUTE_TARGET else f"delivered to {letter.target}"
         paused = None if letter.target == ROUTE_TARGET else pause_note(rt, letter.target)
+        held = f"; {paused}: held until resumed" if paused else ""
         if dry_run:
-            held = f"; {paused}: held until resumed" if paused else ""
             message = f"would be {where} by the workers{held}"
             results.append(_result(letter, True, message, dry_run=True))
             continue
@@ -246,13 +249,23 @@ def replay_many(
         if current is None:
             results.append(_result(letter, True, "already gone (replayed or purged)"))
             continue
+        earlier = in_flight.get(letter.id)
+        if earlier is not None and earlier["state"] not in FINAL_STATES and not force:
+            # Its delivery is queued, retrying or held already: a second one would only run
+            # the same idempotent delivery twice. --wait follows the one under way.
+            state = str(earlier["state"])
+            message = f"a replay is already under way ({state}); not queued again"
+            results.append(_result(current, True, message, state=state))
+            continue
         queue.append(current)
-        held = f"; {paused}: held until resumed" if paused else ""
-        results.append(_result(current, True, f"queued to be {where}{held}", state="queued"))
-    message_ids = iter(delivery.queue_replays(rt, queue, force, by)) if queue else iter(())
-    for result in results:
-        if result.state == "queued":
-            result.message_id = next(message_ids)
+        result = _result(current, True, f"queued to be {where}{held}", state="queued")
+        results.append(result)
+        queued.append(result)
+    if queue:
+        for result, message_id in zip(
+            queued, delivery.queue_replays(rt, queue, force, by), strict=True
+        ):
+            result.message_id = message_id
     return results
 
 
@@ -269,8 +282,9 @@ def replay_progress(rt: Runtime, results: Sequence[ReplayResult]) -> list[Replay
     states = rt.control.replay_states([r.id for r in queued])
     for result in queued:
         record = states.get(result.id)
-        if record is None or record.get("message_id", result.message_id) != result.message_id:
-            continue  # not taken yet (the queued note carries the message id; later ones not)
+        mine = result.message_id
+        if record is None or (mine is not None and record.get("message_id", mine) != mine):
+            continue  # another replay's note (the queued note carries the message id)
         result.state = str(record["state"])
         detail = record.get("error") or record.get("detail")
         if result.state == "failed":
@@ -483,12 +497,12 @@ def targets_overview(rt: Runtime) -> list[dict[str, Any]]:
 def pause_target(rt: Runtime, name: str, by: str, reason: str = "") -> dict[str, Any]:
     """Pause a target: its deliveries are held in Redis until :func:`resume_target`."""
     pause = rt.control.pause(_known_target(name), by, reason)
-    log.warning("target %s paused by %s: %s", name, by, pause.reason)
+    log.info("target %s paused by %s: %s", name, by, pause.reason)
     return {"target": name, "paused": True, "by": by, "reason": pause.reason}
 
 
 def resume_target(rt: Runtime, name: str, by: str) -> dict[str, Any]:
     """Resume a target: its held deliveries are queued again in the order they were held."""
     was_paused, released = rt.control.resume(_known_target(name))
-    log.warning("target %s resumed by %s: %d held deliveries queued", name, by, released)
+    log.info("target %s resumed by %s: %d held deliveries queued", name, by, released)
     return {"target": name, "was_paused": was_paused, "released": released}
