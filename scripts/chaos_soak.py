@@ -3,9 +3,12 @@ sandbox; events are posted while worker processes — pool children and main pro
 killed with SIGKILL; then every target must hold exactly what Clockify holds, the outbox must be
 empty and nothing may be dead-lettered.
 
-    .venv/bin/python scripts/chaos_soak.py [--events 150] [--seed 7]
+    .venv/bin/python scripts/chaos_soak.py [--events 150] [--seed 7] [--redis-restarts N]
 
-Uses REDIS_URL (default 127.0.0.1:6379) under a key prefix of its own, deleted at the end.
+Uses REDIS_URL (default 127.0.0.1:6379) under a key prefix of its own, deleted at the end. With
+``--redis-restarts N`` it runs its own Redis instead (AOF, ``appendfsync always``, as shipped)
+and SIGKILLs and restarts it N times during the load; the poster then retries every answer
+that is not 2xx (503 while Redis is down), as Clockify does.
 Exit status 0 only when nothing was lost, doubled or left behind. Takes 2 to 4 minutes.
 """
 
@@ -19,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -38,6 +42,7 @@ from tests.processes import (
     wait_until,
 )
 
+from clockify_relay.embedded_redis import EmbeddedRedis
 from clockify_relay.sandbox import relay_config
 from clockify_relay.sandbox.server import SandboxServer
 
@@ -48,9 +53,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=150, help="time entries to create")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--redis-restarts", type=int, default=0, help="SIGKILL and restart an own Redis N times"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    embedded = None
+    if args.redis_restarts:
+        embedded = EmbeddedRedis(Path(tempfile.mkdtemp()) / "redis").start()
+        redis_url = embedded.url
+    else:
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"chaos:{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(redis_url)
 
@@ -71,8 +84,14 @@ def main() -> int:
     workers = [start_worker(env, 2), start_worker(env, 2)]
     scheduler = RelayProcess(["scheduler"], env).start()
     try:
-        expected_live, kills = post_with_kills(url, workers, env, args.events, rng)
-        print(f"posted {args.events} entries; {kills} processes killed", flush=True)
+        expected_live, kills, restarts = post_with_kills(
+            url, workers, env, args.events, rng, embedded, args.redis_restarts
+        )
+        print(
+            f"posted {args.events} entries; {kills} processes killed, Redis restarted "
+            f"{restarts} times",
+            flush=True,
+        )
         wait_until(
             lambda: client.hlen(f"{prefix}outbox") == 0 and client.llen(f"{prefix}relay") == 0,
             timeout=600,
@@ -88,26 +107,43 @@ def main() -> int:
         sandbox.stop()
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
+        if embedded is not None:
+            embedded.stop()
 
 
 def post_with_kills(
-    url: str, workers: list[RelayProcess], env: dict[str, str], events: int, rng: random.Random
-) -> tuple[set[str], int]:
-    """Create entries, update or delete some; SIGKILL a worker process every few entries."""
+    url: str,
+    workers: list[RelayProcess],
+    env: dict[str, str],
+    events: int,
+    rng: random.Random,
+    embedded: EmbeddedRedis | None = None,
+    redis_restarts: int = 0,
+) -> tuple[set[str], int, int]:
+    """Create entries, update or delete some; SIGKILL a worker process every few entries, and
+    (with ``embedded``) the Redis server ``redis_restarts`` times, restarted on its files."""
     created = fixture_json("NEW_TIME_ENTRY")
     updated = fixture_json("TIME_ENTRY_UPDATED")
     deleted = fixture_json("TIME_ENTRY_DELETED")
     live: set[str] = set()
-    kills = 0
+    kills = restarts = 0
+    restart_every = max(1, events // (redis_restarts + 1)) if redis_restarts else 0
     with httpx.Client(timeout=10) as http:
 
         def post(event_type: str, template: dict[str, object], entry_id: str) -> None:
             body = copy.deepcopy(template) | {"id": entry_id}
             headers = {"Clockify-Webhook-Event-Type": event_type, "Clockify-Signature": TOKEN}
-            response = http.post(
-                url + "/webhooks/clockify", content=orjson.dumps(body), headers=headers
-            )
-            assert response.status_code in (200, 202), response.text
+            deadline = time.monotonic() + 120
+            # As Clockify does: anything but 2xx is sent again (a 503 means "not queued").
+            while True:
+                response = http.post(
+                    url + "/webhooks/clockify", content=orjson.dumps(body), headers=headers
+                )
+                if response.status_code in (200, 202):
+                    return
+                assert response.status_code == 503, response.text
+                assert time.monotonic() < deadline, "503 for two minutes"
+                time.sleep(0.5)
 
         for i in range(events):
             entry_id = f"{i:024x}"
@@ -119,6 +155,13 @@ def post_with_kills(
                 post("TIME_ENTRY_DELETED", deleted, entry_id)
             else:
                 live.add(entry_id)
+            if embedded is not None and restarts < redis_restarts and i % restart_every == 3:
+                assert embedded.process is not None
+                embedded.process.kill()  # SIGKILL: only what AOF "always" fsynced survives
+                embedded.process.wait()
+                time.sleep(rng.uniform(0.5, 3))
+                embedded.start()
+                restarts += 1
             if i % 15 == 7:
                 index = rng.randrange(len(workers))
                 main_process = workers[index].process
@@ -132,7 +175,7 @@ def post_with_kills(
                     workers[index].kill(signal.SIGKILL)
                     workers[index] = start_worker(env, 2)
                 kills += 1
-    return live, kills
+    return live, kills, restarts
 
 
 def report(sandbox: SandboxServer, client: redis.Redis, prefix: str, live: set[str]) -> int:
