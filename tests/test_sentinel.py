@@ -29,16 +29,19 @@ import pytest
 import redis
 
 from clockify_relay.embedded_redis import free_port, redis_server_binary
-from clockify_relay.errors import ConfigurationError
+from clockify_relay.errors import ConfigurationError, TransientError
 from clockify_relay.pipeline import trace
 from clockify_relay.pipeline.celery_app import (
     broker_transport_options,
     broker_url,
     make_celery,
 )
+from clockify_relay.pipeline.runtime import Runtime
 from clockify_relay.redis_conn import Keys, data_node_options, replication_status
+from clockify_relay.sandbox.server import SandboxServer
 from clockify_relay.settings import Settings, load_settings, parse_sentinels
 from tests.fixture_loader import fixture_json
+from tests.pipeline.conftest import entry_payload, envelope, everit_section, worklogs
 from tests.processes import RelayProcess, relay_env, start_receiver, start_worker, wait_until
 
 MASTER_NAME = "relaymaster"
@@ -612,3 +615,30 @@ def test_ha_fixture_leaves_no_process(tmp_path: Path) -> None:
     for node in cluster.nodes:
         with pytest.raises(ProcessLookupError):
             os.kill(node.process.pid, 0)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_workers_create_waits_for_its_pending_record_on_a_replica_through_sentinel(
+    ha: RedisHA, sandbox: SandboxServer
+) -> None:
+    ha.start_data_nodes(replicas=1)
+    ha.start_sentinels(3)
+    sandbox.reset()
+    prefix = f"relayha:{uuid.uuid4().hex[:8]}:"
+    env = _sentinel_env(ha, prefix, RELAY_REDIS_MIN_REPLICAS="1", RELAY_REDIS_WAIT_TIMEOUT_MS="300")
+    ha_settings = load_settings(env).with_changes(targets={"everit": everit_section(sandbox)})
+    rt = Runtime(ha_settings)
+    rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(id="a" * 24)))
+    assert len(worklogs(sandbox)) == 1  # WAIT through the Sentinel client: one replica had it
+
+    ha.replicas[0].signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(TransientError, match="did not reach 1 Redis replica"):
+            rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(id="b" * 24)))
+        assert len(worklogs(sandbox)) == 1  # not sent
+    finally:
+        ha.replicas[0].signal(signal.SIGCONT)
+    rt.engine("everit").deliver(envelope("NEW_TIME_ENTRY", entry_payload(id="b" * 24)))
+    assert len(worklogs(sandbox)) == 2  # the retry creates it, once
+    rt.redis.close()

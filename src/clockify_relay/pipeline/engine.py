@@ -127,9 +127,22 @@ class EntryState:
         pipe.expire(self.key, self.ttl)
         pipe.execute()
 
-    def mark_pending(self, booking: Booking) -> None:
+    def mark_pending(self, booking: Booking, replicas: tuple[int, int] | None = None) -> bool:
+        """Record the create about to be sent. With ``replicas`` (count, timeout ms), also wait
+        until that many replicas have the record (``WAIT`` on the connection that wrote it: a
+        pipeline without MULTI, where WAIT would not block); False when too few did."""
         self.pending[booking.key] = sent = PendingCreate(time.time(), dict(booking.payload))
-        self._write({f"pending:{booking.key}": encode({"at": sent.at, "payload": sent.payload})})
+        field = f"pending:{booking.key}"
+        value = encode({"at": sent.at, "payload": sent.payload})
+        if replicas is None:
+            self._write({field: value})
+            return True
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.key, field, value)
+        pipe.expire(self.key, self.ttl)
+        pipe.wait(*replicas)
+        *_, acknowledged = pipe.execute()
+        return int(acknowledged) >= replicas[0]
 
     def clear_pending(self, booking_key: str) -> None:
         self.pending.pop(booking_key, None)
@@ -239,6 +252,7 @@ class DeliveryEngine:
         reread: EntryReader | None = None,
         lock_seconds: int = 300,
         scope: TargetSection | None = None,
+        replicas: tuple[int, int] | None = None,
     ) -> None:
         self.connector = connector
         self.target = connector.name
@@ -250,6 +264,9 @@ class DeliveryEngine:
         # The target's generic keys (book_breaks, only_projects, skip_projects), typed.
         self.scope = scope if scope is not None else target_section(self.target, connector.section)
         self._lock: Lock | None = None
+        # (count, timeout ms): a create's pending record must reach that many Redis replicas
+        # before the create is sent (RELAY_REDIS_MIN_REPLICAS; docs/ARCHITECTURE.md §3).
+        self.replicas = replicas
 
     @contextmanager
     def locked(self, entry_id: str) -> Iterator[None]:
@@ -433,7 +450,14 @@ class DeliveryEngine:
                 outcome.operations.append(f"reconciled {booking.key or 'record'} {new_id}")
                 return
         self._renew_lock()
-        state.mark_pending(booking)
+        if not state.mark_pending(booking, self.replicas):
+            # Not on enough replicas: a failover now could lose the record and let a retry
+            # create a second time. Nothing was sent: forget it and try again later.
+            state.clear_pending(booking.key)
+            raise TransientError(
+                f"{self.target}: the create's pending record did not reach "
+                f"{self.replicas[0] if self.replicas else 0} Redis replica(s) in time; retrying"
+            )
         try:
             remote_id = self.connector.create(entry, booking)
         except TransientError as exc:

@@ -104,6 +104,11 @@ class Runtime:
                 reread,
                 int(slowest + LOCK_MARGIN),
                 scope=options,
+                replicas=(
+                    (self.settings.redis_min_replicas, self.settings.redis_wait_timeout_ms)
+                    if self.settings.redis_min_replicas > 0
+                    else None
+                ),
             )
         return self._engines[target]
 
