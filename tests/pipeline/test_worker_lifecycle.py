@@ -3,6 +3,7 @@ file its event loop touches, and SIGTERM to its main process in the middle of a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -159,6 +160,33 @@ def pipeline_env(
     )
 
 
+@contextlib.contextmanager
+def pipeline_with(
+    pipeline_env: dict[str, str],
+    redis_url: str,
+    key_prefix: str,
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    *,
+    timeout: float,
+    visibility: int,
+    soft_shutdown: float,
+) -> Iterator[Pipeline]:
+    """A receiver and a worker whose Everit timeout, visibility timeout and soft shutdown are
+    these."""
+    env = {
+        **pipeline_env,
+        "RELAY_CONFIG": str(everit_config(tmp_path, sandbox, timeout=timeout)),
+        "RELAY_VISIBILITY_TIMEOUT": str(visibility),
+        "RELAY_SOFT_SHUTDOWN_TIMEOUT": str(soft_shutdown),
+    }
+    running = Pipeline(redis_url, key_prefix, env)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture
 def short_tasks(
     pipeline_env: dict[str, str],
@@ -167,15 +195,17 @@ def short_tasks(
     sandbox: SandboxServer,
     tmp_path: Path,
 ) -> Iterator[Pipeline]:
-    env = {
-        **pipeline_env,
-        "RELAY_CONFIG": str(everit_config(tmp_path, sandbox, timeout=2)),
-        "RELAY_VISIBILITY_TIMEOUT": "16",
-        "RELAY_SOFT_SHUTDOWN_TIMEOUT": "5",
-    }
-    running = Pipeline(redis_url, key_prefix, env)
-    yield running
-    running.stop()
+    with pipeline_with(
+        pipeline_env,
+        redis_url,
+        key_prefix,
+        sandbox,
+        tmp_path,
+        timeout=2,
+        visibility=16,
+        soft_shutdown=5,
+    ) as running:
+        yield running
 
 
 def test_sigterm_mid_delivery_lets_it_finish_and_it_is_delivered_once(
@@ -206,15 +236,17 @@ def long_tasks(
     sandbox: SandboxServer,
     tmp_path: Path,
 ) -> Iterator[Pipeline]:
-    env = {
-        **pipeline_env,
-        "RELAY_CONFIG": str(everit_config(tmp_path, sandbox, timeout=10)),
-        "RELAY_VISIBILITY_TIMEOUT": "60",
-        "RELAY_SOFT_SHUTDOWN_TIMEOUT": "2",
-    }
-    running = Pipeline(redis_url, key_prefix, env)
-    yield running
-    running.stop()
+    with pipeline_with(
+        pipeline_env,
+        redis_url,
+        key_prefix,
+        sandbox,
+        tmp_path,
+        timeout=10,
+        visibility=60,
+        soft_shutdown=2,
+    ) as running:
+        yield running
 
 
 def test_sigterm_returns_a_delivery_outliving_the_soft_shutdown_to_the_queue(
