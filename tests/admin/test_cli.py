@@ -22,8 +22,8 @@ from click.testing import CliRunner, Result
 from clockify_relay.admin import service, tokens
 from clockify_relay.admin.cli import admin_token, dlq, events, targets
 from clockify_relay.errors import PermanentError
+from clockify_relay.pipeline import delivery, tasks, trace
 from clockify_relay.pipeline import runtime as runtime_module
-from clockify_relay.pipeline import tasks, trace
 from clockify_relay.pipeline.runtime import Runtime, reset_runtime
 from clockify_relay.sandbox.server import SandboxServer
 from tests.inline_worker import run_queued
@@ -470,3 +470,23 @@ def test_a_letter_whose_replay_is_under_way_is_not_queued_twice(cli: Env) -> Non
     assert run_queued(runtime_module.runtime()) == 0
     forced = cli.json(dlq, "replay", letter_id, "--no-wait", "--force")
     assert forced["queued"] == 1  # --force queues it all the same
+
+
+def test_events_list_filters_by_entry_target_and_outcome(cli: Env) -> None:
+    rt = runtime_module.runtime()
+    first = envelope("NEW_TIME_ENTRY", entry_payload(id=new_entry_id()))
+    second = envelope("NEW_TIME_ENTRY", entry_payload(id=new_entry_id()))
+    for event in (first, second):
+        delivery.fan_out(rt, event, None)
+    assert run_queued(rt) == 2  # unmapped: both dead-lettered at everit
+    listed = cli.json(events, "list", "--since", "5m")["events"]
+    assert [e["event_id"] for e in listed] == [second["event_id"], first["event_id"]]
+    assert listed[0]["outcomes"] == {"everit": "dead-lettered"}
+    by_entry = cli.json(events, "list", "--entry", first["entity_id"])["events"]
+    assert [e["event_id"] for e in by_entry] == [first["event_id"]]
+    dead = cli.json(events, "list", "--target", "everit", "--outcome", "dead-lettered")
+    assert dead["count"] == 2
+    assert cli.json(events, "list", "--outcome", "applied")["count"] == 0
+    assert cli.json(events, "list", "--target", "blikk")["count"] == 0
+    assert cli.json(events, "list", "--limit", "1")["count"] == 1
+    assert cli.run(events, "list", "--since", "soon").exit_code == 2

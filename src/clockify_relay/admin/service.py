@@ -428,9 +428,9 @@ def list_events(
         if not batch:
             break
         offset += len(batch)
-        for raw_id, at in batch:
-            event_id = raw_id.decode()
-            envelope, records = trace.read(rt.redis, rt.keys, event_id)
+        event_ids = [raw_id.decode() for raw_id, _ in batch]
+        stored = trace.read_many(rt.redis, rt.keys, event_ids)
+        for event_id, (_, at), (envelope, records) in zip(event_ids, batch, stored, strict=True):
             if envelope is None:
                 continue  # its trace expired
             outcomes = event_outcomes(records)

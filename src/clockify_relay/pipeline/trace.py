@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -102,7 +103,20 @@ def read(
     client: redis.Redis, keys: Keys, event_id: str
 ) -> tuple[Envelope | None, list[dict[str, Any]]]:
     """The stored envelope (or None once expired) and the trace records of one event."""
-    raw_envelope = client.get(keys.event(event_id))
-    envelope: Envelope | None = orjson.loads(raw_envelope) if raw_envelope else None
-    records = [orjson.loads(item) for item in client.lrange(keys.trace(event_id), 0, -1)]
-    return envelope, records
+    return read_many(client, keys, [event_id])[0]
+
+
+def read_many(
+    client: redis.Redis, keys: Keys, event_ids: Sequence[str]
+) -> list[tuple[Envelope | None, list[dict[str, Any]]]]:
+    """:func:`read` for several events, in one round trip (``events list`` reads a page)."""
+    pipe = client.pipeline(transaction=False)
+    for event_id in event_ids:
+        pipe.get(keys.event(event_id))
+        pipe.lrange(keys.trace(event_id), 0, -1)
+    replies = pipe.execute()
+    result: list[tuple[Envelope | None, list[dict[str, Any]]]] = []
+    for raw_envelope, items in zip(replies[::2], replies[1::2], strict=True):
+        envelope: Envelope | None = orjson.loads(raw_envelope) if raw_envelope else None
+        result.append((envelope, [orjson.loads(item) for item in items]))
+    return result
